@@ -1,0 +1,117 @@
+"""Optimizers: one table maps a name to a constructor, its defaults and its search ranges.
+
+Like timm's registry, a new optimizer is one entry. The search space, the trainer and the spec
+checks all read :data:`OPTIMIZERS`, so they cannot disagree about which settings exist.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from hpo.errors import UserError
+
+Builder = Callable[[list[dict[str, Any]], float, Mapping[str, Any]], torch.optim.Optimizer]
+
+
+@dataclass(frozen=True)
+class OptimizerEntry:
+    """One optimizer family.
+
+    Attributes:
+        build: (param groups, lr, settings) -> optimizer; weight decay is set per group.
+        decay: ``l2`` (added to the gradient) or ``decoupled`` (Loshchilov & Hutter).
+        lr_range: default log-uniform search range of the learning rate.
+        wd_range: default log-uniform search range of the weight decay.
+        params: the family's own settings and their defaults; the spec may fix or search them.
+    """
+
+    build: Builder
+    decay: str
+    lr_range: tuple[float, float]
+    wd_range: tuple[float, float]
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+
+def _betas(p: Mapping[str, Any]) -> tuple[float, float]:
+    return (float(p["beta1"]), float(p["beta2"]))
+
+
+_ADAM_PARAMS = {"beta1": 0.9, "beta2": 0.999, "eps": 1e-8}
+
+OPTIMIZERS: dict[str, OptimizerEntry] = {
+    "sgd": OptimizerEntry(
+        lambda g, lr, p: torch.optim.SGD(g, lr=lr, momentum=p["momentum"]),
+        "l2", (1e-3, 1.0), (1e-5, 1e-3), {"momentum": 0.9},
+    ),
+    "nesterov": OptimizerEntry(
+        lambda g, lr, p: torch.optim.SGD(g, lr=lr, momentum=p["momentum"], nesterov=True),
+        "l2", (1e-3, 1.0), (1e-5, 1e-3), {"momentum": 0.9},
+    ),
+    "adam": OptimizerEntry(
+        lambda g, lr, p: torch.optim.Adam(g, lr=lr, betas=_betas(p), eps=p["eps"]),
+        "l2", (1e-5, 1e-2), (1e-6, 1e-3), _ADAM_PARAMS,
+    ),
+    "adamw": OptimizerEntry(
+        lambda g, lr, p: torch.optim.AdamW(g, lr=lr, betas=_betas(p), eps=p["eps"]),
+        "decoupled", (1e-5, 1e-2), (1e-3, 0.5), _ADAM_PARAMS,
+    ),
+    "nadam": OptimizerEntry(
+        lambda g, lr, p: torch.optim.NAdam(g, lr=lr, betas=_betas(p), eps=p["eps"]),
+        "l2", (1e-5, 1e-2), (1e-6, 1e-3), _ADAM_PARAMS,
+    ),
+    "radam": OptimizerEntry(
+        lambda g, lr, p: torch.optim.RAdam(g, lr=lr, betas=_betas(p), eps=p["eps"]),
+        "l2", (1e-5, 1e-2), (1e-6, 1e-3), _ADAM_PARAMS,
+    ),
+    "rmsprop": OptimizerEntry(
+        lambda g, lr, p: torch.optim.RMSprop(
+            g, lr=lr, alpha=p["alpha"], eps=p["eps"], momentum=p["momentum"]
+        ),
+        "l2", (1e-5, 1e-2), (1e-6, 1e-3), {"momentum": 0.9, "alpha": 0.99, "eps": 1e-8},
+    ),
+    "adagrad": OptimizerEntry(
+        lambda g, lr, p: torch.optim.Adagrad(g, lr=lr, eps=p["eps"]),
+        "l2", (1e-3, 1e-1), (1e-6, 1e-3), {"eps": 1e-10},
+    ),
+}
+
+
+def param_groups(
+    model: nn.Module, weight_decay: float, no_decay_bn_bias: bool
+) -> list[dict[str, Any]]:
+    """Parameter groups with weight decay; BN parameters and biases apart when asked.
+
+    As in timm's ``param_groups_weight_decay``, every parameter with at most one dimension
+    (biases, BatchNorm gamma and beta) goes to the no-decay group (Bag of Tricks, He et al. 2019).
+    """
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not no_decay_bn_bias:
+        return [{"params": params, "weight_decay": weight_decay}]
+    decay = [p for p in params if p.ndim > 1]
+    no_decay = [p for p in params if p.ndim <= 1]
+    return [
+        {"params": decay, "weight_decay": weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+
+
+def build_optimizer(
+    name: str,
+    model: nn.Module,
+    lr: float,
+    weight_decay: float,
+    no_decay_bn_bias: bool,
+    params: Mapping[str, Any],
+) -> torch.optim.Optimizer:
+    """The optimizer ``name`` over ``model``; unset family settings take the table's defaults."""
+    if name not in OPTIMIZERS:
+        raise UserError(f"optimizer: unknown {name!r}; allowed: {', '.join(OPTIMIZERS)}")
+    entry = OPTIMIZERS[name]
+    settings = {**entry.params, **params}
+    groups = param_groups(model, weight_decay, no_decay_bn_bias)
+    return entry.build(groups, lr, settings)

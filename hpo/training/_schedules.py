@@ -1,0 +1,115 @@
+"""Learning-rate schedules as pure functions of the optimizer step.
+
+Each schedule maps progress ``p`` in [0, 1] (after warmup) to a multiplier of the peak lr; the
+lr is set per optimizer step, so a schedule is a one-line test and needs no scheduler object.
+Warmup is linear from ``peak / warmup_steps`` to ``peak`` and precedes every schedule that
+accepts ``warmup_epochs``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from hpo.errors import UserError
+
+
+@dataclass(frozen=True)
+class ScheduleEntry:
+    """A schedule: ``multiplier(p, settings)`` and its settings with their defaults."""
+
+    multiplier: Callable[[float, Mapping[str, Any]], float]
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+
+def _step(p: float, s: Mapping[str, Any]) -> float:
+    # He et al. 2016: divide by 10 at 32k and 48k of 64k iterations (fractions 0.5 and 0.75).
+    passed = sum(1 for m in (s["milestone1"], s["milestone2"]) if p >= m)
+    return float(s["gamma"]) ** passed
+
+
+def _cosine(p: float, s: Mapping[str, Any]) -> float:
+    floor = float(s["min_lr_ratio"])
+    return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * p))
+
+
+def _cosine_restarts(p: float, s: Mapping[str, Any]) -> float:
+    # SGDR (Loshchilov & Hutter 2017): cycle i lasts t_mult**i units; the run holds `cycles`.
+    cycles, t_mult = int(s["cycles"]), float(s["t_mult"])
+    lengths = [t_mult**i for i in range(cycles)]
+    position = p * sum(lengths)
+    for length in lengths:
+        if position < length:
+            return _cosine(position / length, s)
+        position -= length
+    return _cosine(1.0, s)
+
+
+def _onecycle(p: float, s: Mapping[str, Any]) -> float:
+    # Smith & Topin 2019, torch's OneCycleLR with cosine annealing: peak/div_factor up to peak
+    # over pct_start of the run, then down to peak/(div_factor*final_div_factor).
+    start = 1.0 / float(s["div_factor"])
+    end = start / float(s["final_div_factor"])
+    pct = float(s["pct_start"])
+    if p < pct:
+        return _cos_between(start, 1.0, p / pct)
+    return _cos_between(1.0, end, (p - pct) / (1 - pct))
+
+
+def _cos_between(start: float, end: float, t: float) -> float:
+    """Cosine interpolation from ``start`` (t=0) to ``end`` (t=1)."""
+    return end + (start - end) * 0.5 * (1 + math.cos(math.pi * t))
+
+
+_WARMUP = {"warmup_epochs": 0.0}
+_COSINE = {"min_lr_ratio": 0.0}
+
+SCHEDULES: dict[str, ScheduleEntry] = {
+    "constant": ScheduleEntry(lambda p, s: 1.0),
+    "step": ScheduleEntry(
+        _step, {**_WARMUP, "milestone1": 0.5, "milestone2": 0.75, "gamma": 0.1}
+    ),
+    "cosine": ScheduleEntry(_cosine, {**_WARMUP, **_COSINE}),
+    "cosine_restarts": ScheduleEntry(
+        _cosine_restarts, {**_WARMUP, **_COSINE, "cycles": 3, "t_mult": 2.0}
+    ),
+    "onecycle": ScheduleEntry(
+        _onecycle, {"pct_start": 0.3, "div_factor": 25.0, "final_div_factor": 1e4}
+    ),
+    # Goyal et al. 2017: 5 epochs of linear warmup; then cosine (He et al. 2019).
+    "warmup_cosine": ScheduleEntry(_cosine, {"warmup_epochs": 5.0, **_COSINE}),
+    # Decays by a constant factor per step so that the last step sits at final_lr_ratio.
+    "exponential": ScheduleEntry(
+        lambda p, s: float(s["final_lr_ratio"]) ** p, {**_WARMUP, "final_lr_ratio": 0.01}
+    ),
+    "polynomial": ScheduleEntry(
+        lambda p, s: (1 - p) ** float(s["power"]), {**_WARMUP, "power": 1.0}
+    ),
+}
+
+
+def lr_at(
+    step: int,
+    total_steps: int,
+    steps_per_epoch: int,
+    peak_lr: float,
+    name: str,
+    params: Mapping[str, Any],
+) -> float:
+    """The lr of optimizer step ``step`` (0-based) of ``total_steps``.
+
+    Warmup covers ``round(warmup_epochs * steps_per_epoch)`` steps, at most half of the run; the
+    schedule then runs over the remaining steps with p = (step - warmup) / (total - warmup).
+    """
+    if name not in SCHEDULES:
+        raise UserError(f"schedule: unknown {name!r}; allowed: {', '.join(SCHEDULES)}")
+    entry = SCHEDULES[name]
+    settings = {**entry.params, **params}
+    warmup = min(round(float(settings.get("warmup_epochs", 0.0)) * steps_per_epoch),
+                 total_steps // 2)
+    if step < warmup:
+        return peak_lr * (step + 1) / warmup
+    p = (step - warmup) / max(1, total_steps - warmup)
+    return peak_lr * entry.multiplier(min(p, 1.0), settings)

@@ -1,0 +1,174 @@
+"""Trains one resolved :class:`TrainConfig`; calls back after every epoch.
+
+The trainer knows nothing of studies: the callback receives each epoch's metrics and may return
+a reason to stop (the study layer uses that for pruning). Reads top to bottom: device, data,
+model, optimizer, loop, evaluation.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from hpo.training._config import TrainConfig
+from hpo.training._data import Data, load_data
+from hpo.training._init import apply_init
+from hpo.training._loader import DeviceBatches
+from hpo.training._models import build_model
+from hpo.training._optimizers import build_optimizer
+from hpo.training._schedules import lr_at
+
+
+@dataclass(frozen=True)
+class EpochMetrics:
+    """What one epoch produced; ``epoch`` counts from 1 and is the step reported to pruners."""
+
+    epoch: int
+    train_loss: float
+    val_loss: float
+    val_accuracy: float
+    lr: float
+    elapsed_s: float
+
+
+@dataclass
+class TrainResult:
+    """How a run ended.
+
+    ``status`` is ``completed`` (all epochs), ``stopped`` (the callback asked) or ``diverged``
+    (a non-finite loss); ``stop_reason`` says the same in words for people.
+    """
+
+    status: str
+    stop_reason: str
+    device: str
+    wall_time_s: float = 0.0
+    history: list[EpochMetrics] = field(default_factory=list)
+
+    @property
+    def epochs_run(self) -> int:
+        return len(self.history)
+
+
+OnEpoch = Callable[[EpochMetrics], "str | None"]
+
+
+def pick_device() -> torch.device:
+    """CUDA when present (``CUDA_VISIBLE_DEVICES`` picks which), else the CPU."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def evaluate(
+    model: nn.Module, batches: DeviceBatches, autocast: torch.autocast
+) -> tuple[float, float]:
+    """(mean cross-entropy, accuracy) over ``batches``; one host sync at the end."""
+    model.eval()
+    loss_sum = torch.zeros((), device=batches.labels.device)
+    correct = torch.zeros((), device=batches.labels.device, dtype=torch.int64)
+    with torch.no_grad(), autocast:
+        for x, y in batches:
+            logits = model(x).float()
+            loss_sum += F.cross_entropy(logits, y, reduction="sum")
+            correct += (logits.argmax(1) == y).sum()
+    n = len(batches.labels)
+    return loss_sum.item() / n, correct.item() / n
+
+
+def train(
+    config: TrainConfig,
+    data: Data | None = None,
+    on_epoch: OnEpoch | None = None,
+    device: torch.device | None = None,
+) -> TrainResult:
+    """Trains ``config`` and evaluates the validation split after every epoch.
+
+    Args:
+        config: the run; ``config.seed`` fixes weights, shuffling and augmentation, so two runs
+            on the CPU give identical metrics.
+        data: preloaded splits (workers load once per process); loaded from ``config`` if None.
+        on_epoch: called with each epoch's metrics; returning a string stops the run with that
+            string as the reason.
+        device: where to train; :func:`pick_device` when None.
+    """
+    start = time.perf_counter()
+    device = device or pick_device()
+    cuda = device.type == "cuda"
+    result = TrainResult("completed", "completed all epochs", str(device))
+    bf16 = config.precision == "bf16" or (config.precision == "auto" and cuda)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
+
+    # --- data: on the device once; shuffling and augmentation there too
+    data = data or load_data(config.data)
+    generator = torch.Generator(device).manual_seed(config.seed)
+    train_batches = DeviceBatches(
+        data.train, config.batch_size, device, data.mean, data.std, train=True,
+        crop_padding=config.data.crop_padding, flip=config.data.flip,
+        generator=generator, channels_last=cuda,
+    )
+    val_batches = DeviceBatches(
+        data.val, max(config.batch_size, 512), device, data.mean, data.std, train=False,
+        channels_last=cuda,
+    )
+
+    # --- model and its initialization (the global RNG seeds the weights)
+    torch.manual_seed(config.seed)
+    model = build_model(config.model, data.channels, data.num_classes)
+    apply_init(model, config.init, config.zero_init_residual)
+    model = model.to(device, memory_format=torch.channels_last if cuda else torch.preserve_format)
+
+    # --- optimizer; the schedule sets each group's lr before every step
+    optimizer = build_optimizer(
+        config.optimizer, model, config.lr, config.weight_decay, config.no_decay_bn_bias,
+        config.optimizer_params,
+    )
+    steps_per_epoch = len(train_batches)
+    total_steps = steps_per_epoch * config.epochs
+
+    # --- loop
+    step = 0
+    lr = config.lr
+    for epoch in range(1, config.epochs + 1):
+        model.train()
+        loss_sum = torch.zeros((), device=device)
+        for x, y in train_batches:
+            lr = lr_at(step, total_steps, steps_per_epoch, config.lr, config.schedule,
+                       config.schedule_params)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            with autocast:
+                loss = F.cross_entropy(model(x).float(), y, label_smoothing=config.label_smoothing)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            loss_sum += loss.detach()
+            step += 1
+        train_loss = loss_sum.item() / steps_per_epoch  # the epoch's one host sync
+
+        # --- evaluation
+        if not math.isfinite(train_loss):
+            result.status, result.stop_reason = (
+                "diverged", f"diverged: non-finite training loss in epoch {epoch} (lr {lr:.3g})"
+            )
+            break
+        val_loss, val_accuracy = evaluate(model, val_batches, autocast)
+        metrics = EpochMetrics(
+            epoch, train_loss, val_loss, val_accuracy, lr, time.perf_counter() - start
+        )
+        result.history.append(metrics)
+        if not math.isfinite(val_loss):
+            result.status, result.stop_reason = (
+                "diverged", f"diverged: non-finite validation loss in epoch {epoch}"
+            )
+            break
+        reason = on_epoch(metrics) if on_epoch else None
+        if reason:
+            result.status, result.stop_reason = "stopped", reason
+            break
+    result.wall_time_s = time.perf_counter() - start
+    return result
