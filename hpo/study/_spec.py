@@ -1,0 +1,187 @@
+"""Study specs: one TOML file per study, checked completely before anything runs.
+
+A spec is read once, from a file (``hpo launch``) or from the study's ``spec`` user attribute
+(workers, review tools), through the same :func:`parse_spec`, so a study carries everything
+needed to run and read it without the file.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hpo.errors import UserError
+from hpo.study._checks import (
+    AT_LEAST_ONE,
+    NON_NEGATIVE,
+    UNIT_HALF_OPEN,
+    UNIT_OPEN,
+    Checker,
+    Rule,
+)
+from hpo.study._samplers import PATIENCE_OPTIONS, PRUNERS, SAMPLERS, missing_package
+from hpo.study._space import SearchSpace, grid_space, parse_search
+from hpo.training import (
+    DATASETS,
+    SYNTHETIC_DEFAULTS,
+    DataConfig,
+    ModelConfig,
+    TrainConfig,
+    check_model_name,
+)
+
+METRICS = {"val_accuracy": "maximize", "val_loss": "minimize"}
+SECTIONS = ("study", "sampler", "pruner", "data", "model", "training", "search")
+_DATA_RULES = {
+    "name": Rule("str", choices=tuple(DATASETS)),
+    "root": Rule("str"),
+    "val_fraction": Rule("float", bound=UNIT_OPEN),
+    "split_seed": Rule("int"),
+    "crop_padding": Rule("int", bound=NON_NEGATIVE),
+    "flip": Rule("bool"),
+    "download": Rule("bool"),
+}
+# Keys that only one dataset understands; they land in DataConfig.options.
+_DATASET_OPTIONS: dict[str, dict[str, Rule]] = {
+    "synthetic": {k: Rule("int", bound=AT_LEAST_ONE if k != "seed" else NON_NEGATIVE)
+                  for k in SYNTHETIC_DEFAULTS},
+    "imagefolder": {"image_size": Rule("int", bound=AT_LEAST_ONE)},
+}
+_TRAINING_RULES = {
+    "epochs": Rule("int", bound=AT_LEAST_ONE),
+    "batch_size": Rule("int", bound=AT_LEAST_ONE),
+    "seed": Rule("int", bound=NON_NEGATIVE),
+    "precision": Rule("str", choices=("auto", "fp32", "bf16")),
+    "label_smoothing": Rule("float", bound=UNIT_HALF_OPEN),
+}
+
+
+@dataclass(frozen=True)
+class StudySpec:
+    """A checked spec.
+
+    Attributes:
+        name: default study name.
+        metric: ``val_accuracy`` or ``val_loss``; ``direction`` follows from it.
+        n_trials: the study's budget: finished (complete + pruned) trials over all workers.
+        sampler, sampler_options, seed: the sampler (seed offset per worker).
+        pruner, pruner_options: the pruner; ``patience``/``min_delta`` wrap it.
+        base: the fixed part of every trial's config (data, model, training).
+        space: the searched part.
+        grid: the grid sampler's search space (empty for other samplers).
+        raw: the spec as written, stored in the study.
+        source: where it was read from, for messages.
+    """
+
+    name: str
+    metric: str
+    direction: str
+    n_trials: int
+    sampler: str
+    sampler_options: Mapping[str, Any]
+    seed: int | None
+    pruner: str
+    pruner_options: Mapping[str, Any]
+    base: TrainConfig
+    space: SearchSpace
+    raw: Mapping[str, Any]
+    source: str
+    grid: Mapping[str, list[Any]] = field(default_factory=dict)
+
+
+def load_spec(path: str | Path) -> StudySpec:
+    """Reads and checks the spec file at ``path``; every problem is a one-line UserError."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such spec file") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise UserError(f"{path}: cannot read the spec: {e}") from None
+    if not text.strip():
+        raise UserError(f"{path}: empty spec; it needs at least [study] with name and n_trials")
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise UserError(f"{path}: TOML syntax error: {e}") from None
+    return parse_spec(raw, str(path))
+
+
+def parse_spec(raw: Mapping[str, Any], source: str) -> StudySpec:
+    """Checks a parsed spec; ``source`` names it in messages (a file or a study)."""
+    c = Checker(source)
+    c.no_unknown(raw, "", SECTIONS)
+    study = c.table(raw, "study", "", ("name", "metric", "direction", "n_trials"))
+    if not study:
+        c.fail("study", "section [study] is required (name, n_trials)")
+    name = c.require(study, "study", "name", Rule("str"))
+    if not name.strip():
+        c.fail("study.name", "must not be empty")
+    metric = c.get(study, "study", "metric", Rule("str", choices=tuple(METRICS)), "val_accuracy")
+    direction = c.get(study, "study", "direction",
+                      Rule("str", choices=("maximize", "minimize")), METRICS[metric])
+    if direction != METRICS[metric]:
+        c.fail("study.direction", f"{metric} is always {METRICS[metric]}d; remove the key "
+                                  f"or set it to {METRICS[metric]!r}")
+    n_trials = c.require(study, "study", "n_trials", Rule("int", bound=AT_LEAST_ONE))
+
+    data = _data(c, c.table(raw, "data", "", None))
+    model_t = c.table(raw, "model", "", ("name", "shortcut", "width"))
+    model_name = c.get(model_t, "model", "name", Rule("str"), "resnet20")
+    problem = check_model_name(model_name)
+    if problem:
+        c.fail("model.name", f"unknown model {model_name!r}; allowed: {problem}")
+    model = ModelConfig(
+        model_name,
+        c.get(model_t, "model", "shortcut", Rule("str", choices=("A", "B")), "A"),
+        c.get(model_t, "model", "width", Rule("int", bound=AT_LEAST_ONE), 16),
+    )
+    training = c.options(c.table(raw, "training", "", None), "training", _TRAINING_RULES)
+    base = TrainConfig(data=data, model=model, **training)
+    space = parse_search(c, c.table(raw, "search", "", None))
+
+    sampler_t = c.table(raw, "sampler", "", None)
+    sampler = c.get(sampler_t, "sampler", "name", Rule("str", choices=tuple(SAMPLERS)), "tpe")
+    seed = c.get(sampler_t, "sampler", "seed", Rule("int", bound=NON_NEGATIVE), None)
+    sampler_options = c.options(
+        {k: v for k, v in sampler_t.items() if k not in ("name", "seed")}, "sampler",
+        SAMPLERS[sampler].options,
+    )
+    missing = missing_package(SAMPLERS[sampler].requires)
+    if missing:
+        c.fail("sampler.name", f"{sampler!r} needs the Python package {missing!r}, which does "
+                               "not import; install it or choose another sampler")
+    grid = grid_space(c, space) if sampler == "grid" else {}
+
+    pruner_t = c.table(raw, "pruner", "", None)
+    pruner = c.get(pruner_t, "pruner", "name", Rule("str", choices=tuple(PRUNERS)), "median")
+    pruner_options = c.options(
+        {k: v for k, v in pruner_t.items() if k != "name"}, "pruner",
+        {**PRUNERS[pruner].options, **PATIENCE_OPTIONS},
+    )
+    if "min_delta" in pruner_options and "patience" not in pruner_options:
+        c.fail("pruner.min_delta", "only applies with pruner.patience; set patience too")
+    if pruner == "threshold" and not {"lower", "upper"} & set(pruner_options):
+        c.fail("pruner", "the threshold pruner needs lower, upper or both")
+    if pruner == "hyperband":
+        pruner_options.setdefault("max_resource", base.epochs)
+
+    return StudySpec(
+        name=name, metric=metric, direction=direction, n_trials=n_trials,
+        sampler=sampler, sampler_options=sampler_options, seed=seed,
+        pruner=pruner, pruner_options=pruner_options,
+        base=base, space=space, raw=dict(raw), source=source, grid=grid,
+    )
+
+
+def _data(c: Checker, table: dict[str, Any]) -> DataConfig:
+    name = c.get(table, "data", "name", _DATA_RULES["name"], "digits")
+    extra = _DATASET_OPTIONS.get(name, {})
+    c.no_unknown(table, "data", [*_DATA_RULES, *extra])
+    common = {k: c.value(v, f"data.{k}", _DATA_RULES[k])
+              for k, v in table.items() if k in _DATA_RULES}
+    options = {k: c.value(v, f"data.{k}", extra[k]) for k, v in table.items() if k in extra}
+    return DataConfig(**{**common, "name": name}, options=options)
