@@ -93,8 +93,6 @@ def _worker_main(url: str, name: str, n_trials: int, timeout: float | None, inde
     except UserError as e:
         print(f"hpo worker {index}: error: {e}", file=sys.stderr)
         sys.exit(2)
-    except KeyboardInterrupt:
-        sys.exit(130)
 
 
 def launch(
@@ -105,13 +103,14 @@ def launch(
     workers: int = 1,
     n_trials: int | None = None,
     timeout: float | None = None,
-    out: TextIO = sys.stderr,
+    out: TextIO | None = None,
 ) -> tuple[optuna.Study, int]:
     """Runs the study to its budget with ``workers`` local processes.
 
     Returns the study and an exit status: 0 when every worker ended normally, 130 after Ctrl-C,
     1 when a worker died.
     """
+    out = out or sys.stderr
     if workers < 1:
         raise UserError(f"--workers: must be >= 1, got {workers}")
     storage = open_storage(storage_url)
@@ -151,11 +150,15 @@ def launch(
 
 
 def _stop(procs: list[multiprocessing.process.BaseProcess]) -> None:
-    """SIGINT to each worker still alive (a terminal's Ctrl-C reached them already), then wait."""
+    """SIGTERM to each worker still alive, a wait, then SIGKILL for any that hangs.
+
+    A worker ends its trial at the next step boundary on the first SIGINT or SIGTERM (a
+    terminal's Ctrl-C already reached it; one more signal does no harm).
+    """
     for p in procs:
         if p.is_alive() and p.pid:
             try:
-                os.kill(p.pid, signal.SIGINT)
+                os.kill(p.pid, signal.SIGTERM)
             except ProcessLookupError:
                 pass
     deadline = time.monotonic() + 30

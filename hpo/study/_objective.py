@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Callable
 
 import optuna
 import torch
@@ -20,12 +21,24 @@ from hpo.study._spec import StudySpec
 from hpo.training import Data, EpochMetrics, TrainResult, load_data, train
 
 
-class Objective:
-    """Callable for ``Study.optimize``; loads the data once per worker process."""
+class TrialInterrupted(Exception):
+    """The worker was asked to stop (SIGINT/SIGTERM); the trial ends FAIL with that reason."""
 
-    def __init__(self, spec: StudySpec, device: torch.device) -> None:
+
+class Objective:
+    """Callable for ``Study.optimize``; loads the data once per worker process.
+
+    Args:
+        spec: the study's spec.
+        device: where trials train.
+        should_stop: the worker's stop flag, polled by the trainer between steps.
+    """
+
+    def __init__(self, spec: StudySpec, device: torch.device,
+                 should_stop: Callable[[], bool] | None = None) -> None:
         self.spec = spec
         self.device = device
+        self.should_stop = should_stop
         self._data: Data | None = None
 
     def __call__(self, trial: optuna.Trial) -> float:
@@ -52,14 +65,14 @@ class Objective:
         try:
             if self._data is None:
                 self._data = load_data(spec.base.data)
-            result = train(config, self._data, on_epoch, self.device)
-        except KeyboardInterrupt:
-            trial.set_user_attr("stop_reason", "interrupted")
-            raise
+            result = train(config, self._data, on_epoch, self.device, self.should_stop)
         except Exception as e:
             trial.set_user_attr("stop_reason", f"error: {type(e).__name__}: {e}")
             raise
         _record(trial, result)
+        if result.status == "interrupted":
+            trial.study.stop()
+            raise TrialInterrupted(result.stop_reason)
         if result.status != "completed":
             raise optuna.TrialPruned(result.stop_reason)
         return float(getattr(result.history[-1], spec.metric))

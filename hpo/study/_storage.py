@@ -37,6 +37,17 @@ def redact(url: str) -> str:
     return f"{scheme}://{user}:***@{host}"
 
 
+def driver_url(url: str) -> str:
+    """``postgresql://`` pinned to psycopg2, the driver hpo ships.
+
+    SQLAlchemy 2.1 maps a bare ``postgresql://`` to psycopg 3, which is not installed; and
+    pg8000 breaks past 32767 trials, so the driver is chosen here rather than left to chance.
+    """
+    if url.startswith("postgresql://") or url.startswith("postgres://"):
+        return "postgresql+psycopg2://" + url.split("://", 1)[1]
+    return url
+
+
 def open_storage(url: str) -> optuna.storages.BaseStorage:
     """Opens (creating if needed) the storage at ``url``; a bad URL is a one-line UserError."""
     shown = redact(url)
@@ -59,7 +70,7 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
         engine_kwargs = {"pool_pre_ping": True, "pool_recycle": 3600, "pool_size": 2,
                          "max_overflow": 2}
     try:
-        return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
+        return optuna.storages.RDBStorage(driver_url(url), engine_kwargs=engine_kwargs)
     except Exception as e:  # sqlalchemy raises many types here; to the user each means "cannot open"
         message = str(e).splitlines()[0] if str(e) else type(e).__name__
         password = url.split("://", 1)[1].rsplit("@", 1)[0].partition(":")[2] if "@" in url else ""

@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
+import threading
 import warnings
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from hpo.errors import UserError
-from hpo.study._objective import Objective
+from hpo.study._objective import Objective, TrialInterrupted
 from hpo.study._samplers import build_pruner, build_sampler
 from hpo.study._spec import StudySpec, parse_spec
 from hpo.study._storage import open_storage, redact
@@ -25,15 +27,43 @@ from hpo.training import pick_device
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 
 
+class StopFlag:
+    """Set by the first SIGINT or SIGTERM; the trainer polls it between steps.
+
+    Turning signals into a flag (instead of KeyboardInterrupt at an arbitrary line) means a
+    worker never stops halfway through a storage write: the running trial ends at a step
+    boundary, is recorded, and the worker exits normally. Later signals are ignored; the
+    parent escalates to SIGKILL if a worker does not finish in time.
+    """
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+
+    def install(self) -> None:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: self._event.set())
+
+    def __call__(self) -> bool:
+        return self._event.is_set()
+
+
+class _QuietInterrupts(logging.Filter):
+    """Drops Optuna's traceback for trials we interrupted on purpose; their reason is stored."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.exc_info and record.exc_info[0] is TrialInterrupted)
+
+
 class Budget:
     """Stops this worker once the study has ``n_trials`` finished trials.
 
     It also stops after as many failed trials, so a config that always crashes cannot keep
-    a worker busy forever.
+    a worker busy forever, and as soon as the worker's stop flag is set.
     """
 
-    def __init__(self, n_trials: int) -> None:
+    def __init__(self, n_trials: int, stop_flag: StopFlag | None = None) -> None:
         self.n_trials = n_trials
+        self.stop_flag = stop_flag
 
     def met(self, study: optuna.Study) -> bool:
         finished = study.get_trials(deepcopy=False, states=FINISHED)
@@ -41,7 +71,7 @@ class Budget:
         return len(finished) >= self.n_trials or len(failed) >= self.n_trials
 
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
-        if self.met(study):
+        if (self.stop_flag and self.stop_flag()) or self.met(study):
             study.stop()
 
 
@@ -86,7 +116,10 @@ def run_worker(
     import torch
 
     optuna.logging.set_verbosity(logging.WARNING)
+    logging.getLogger("optuna.study._optimize").addFilter(_QuietInterrupts())
     warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+    stop_flag = StopFlag()
+    stop_flag.install()
     if threads:
         torch.set_num_threads(threads)
     storage = open_storage(storage_url)
@@ -97,11 +130,11 @@ def run_worker(
         sampler=build_sampler(spec.sampler, spec.sampler_options, seed, spec.grid),
         pruner=build_pruner(spec.pruner, spec.pruner_options),
     )
-    budget = Budget(n_trials or spec.n_trials)
+    budget = Budget(n_trials or spec.n_trials, stop_flag)
     if budget.met(study):
         return
     study.optimize(
-        Objective(spec, pick_device()),
+        Objective(spec, pick_device(), stop_flag),
         timeout=timeout,
         callbacks=[budget],
         catch=(Exception,),

@@ -41,8 +41,9 @@ class EpochMetrics:
 class TrainResult:
     """How a run ended.
 
-    ``status`` is ``completed`` (all epochs), ``stopped`` (the callback asked) or ``diverged``
-    (a non-finite loss); ``stop_reason`` says the same in words for people.
+    ``status`` is ``completed`` (all epochs), ``stopped`` (the callback asked), ``diverged``
+    (a blown-up loss) or ``interrupted`` (``should_stop`` said so between two steps);
+    ``stop_reason`` says the same in words for people.
     """
 
     status: str
@@ -55,6 +56,10 @@ class TrainResult:
     def epochs_run(self) -> int:
         return len(self.history)
 
+
+# A run whose mean training loss over an epoch exceeds this many times ln(classes), the loss of
+# a uniform guess, has diverged even when BatchNorm keeps the loss finite.
+DIVERGENCE_FACTOR = 10.0
 
 OnEpoch = Callable[[EpochMetrics], "str | None"]
 
@@ -85,6 +90,7 @@ def train(
     data: Data | None = None,
     on_epoch: OnEpoch | None = None,
     device: torch.device | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> TrainResult:
     """Trains ``config`` and evaluates the validation split after every epoch.
 
@@ -95,6 +101,8 @@ def train(
         on_epoch: called with each epoch's metrics; returning a string stops the run with that
             string as the reason.
         device: where to train; :func:`pick_device` when None.
+        should_stop: polled before every step (a signal flag, not a device sync); when it
+            returns True the run ends at that step boundary with status ``interrupted``.
     """
     start = time.perf_counter()
     device = device or pick_device()
@@ -130,13 +138,18 @@ def train(
     steps_per_epoch = len(train_batches)
     total_steps = steps_per_epoch * config.epochs
 
-    # --- loop
+    # --- loop; a loss far above that of a uniform guess means the run has blown up
+    diverged_above = DIVERGENCE_FACTOR * math.log(data.num_classes)
     step = 0
     lr = config.lr
     for epoch in range(1, config.epochs + 1):
         model.train()
         loss_sum = torch.zeros((), device=device)
         for x, y in train_batches:
+            if should_stop is not None and should_stop():
+                result.status, result.stop_reason = (
+                    "interrupted", f"interrupted in epoch {epoch} at step {step}")
+                break
             lr = lr_at(step, total_steps, steps_per_epoch, config.lr, config.schedule,
                        config.schedule_params)
             for group in optimizer.param_groups:
@@ -148,12 +161,15 @@ def train(
             optimizer.step()
             loss_sum += loss.detach()
             step += 1
+        if result.status == "interrupted":
+            break
         train_loss = loss_sum.item() / steps_per_epoch  # the epoch's one host sync
 
         # --- evaluation
-        if not math.isfinite(train_loss):
-            result.status, result.stop_reason = (
-                "diverged", f"diverged: non-finite training loss in epoch {epoch} (lr {lr:.3g})"
+        if not math.isfinite(train_loss) or train_loss > diverged_above:
+            result.status, result.stop_reason = "diverged", (
+                f"diverged: training loss {train_loss:.3g} in epoch {epoch} is non-finite or "
+                f"above {diverged_above:.3g} (10x chance level; lr {lr:.3g})"
             )
             break
         val_loss, val_accuracy = evaluate(model, val_batches, autocast)

@@ -1,0 +1,160 @@
+"""End to end: real studies, real worker processes, real storages."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+from optuna.trial import TrialState
+
+from hpo.cli import main
+from hpo.study import open_storage
+from tests.conftest import write_spec
+
+RECORDED = {"config", "epochs_run", "wall_time_s", "device", "host", "stop_reason", "curve"}
+
+
+def _study(storage: str, name: str = "tiny") -> optuna.Study:
+    return optuna.load_study(study_name=name, storage=open_storage(storage))
+
+
+def test_two_workers_finish_the_budget_and_record_everything(tmp_path: Path, capsys) -> None:
+    spec = write_spec(tmp_path, n_trials=6, epochs=3)
+    storage = str(tmp_path / "s.journal")
+    assert main(["launch", str(spec), "--storage", storage, "--workers", "2"]) == 0
+    out = capsys.readouterr()
+    study = _study(storage)
+    trials = study.get_trials()
+    finished = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+    assert 6 <= len(finished) <= 6 + 1  # overshoot: at most one trial per other worker
+    assert all(t.state != TrialState.RUNNING for t in trials)
+    assert {t.user_attrs["worker_pid"] for t in trials}.__len__() == 2
+    for t in finished:
+        assert RECORDED <= t.user_attrs.keys()
+        assert {"optimizer", "lr", "schedule", "weight_decay", "init"} <= t.user_attrs["config"].keys()
+        assert t.user_attrs["epochs_run"] == len(t.intermediate_values)
+        assert len(t.user_attrs["curve"]["val_loss"]) == t.user_attrs["epochs_run"]
+        assert t.user_attrs["device"] == "cpu"
+    assert study.user_attrs["spec"]["study"]["name"] == "tiny"
+    # the top-5 table on stdout, the progress on stderr
+    assert "val_accuracy" in out.out and "optimizer" in out.out
+    assert len([line for line in out.out.splitlines() if line[:1].isdigit()]) == 5
+    assert "finished" in out.err and "best" in out.err
+
+
+def test_same_spec_and_seed_with_one_worker_give_the_same_study_twice(tmp_path: Path) -> None:
+    spec = write_spec(tmp_path, n_trials=4, epochs=2)
+    runs = []
+    for i in range(2):
+        storage = str(tmp_path / f"s{i}.journal")
+        assert main(["launch", str(spec), "--storage", storage]) == 0
+        runs.append([(t.params, t.state, t.value, t.intermediate_values)
+                     for t in _study(storage).get_trials()])
+    assert runs[0] == runs[1]
+    assert len(runs[0]) == 4
+
+
+def test_diverging_config_is_pruned_with_its_reason_and_the_worker_carries_on(
+    tmp_path: Path,
+) -> None:
+    search = 'optimizer = "sgd"\nschedule = "constant"\nlr = [1e6, 0.05]\nweight_decay = 0.0\n'
+    spec = write_spec(tmp_path, n_trials=2, epochs=2, sampler="grid", search=search)
+    storage = str(tmp_path / "s.journal")
+    assert main(["launch", str(spec), "--storage", storage]) == 0
+    by_lr = {t.params["sgd.lr"]: t for t in _study(storage).get_trials()}
+    bad, good = by_lr[1e6], by_lr[0.05]
+    assert bad.state == TrialState.PRUNED
+    assert bad.user_attrs["stop_reason"].startswith("diverged: training loss")
+    assert good.state == TrialState.COMPLETE and good.value > 0.5
+
+
+def test_resume_continues_the_same_study_and_refuses_another_spec(
+    tmp_path: Path, capsys
+) -> None:
+    spec = write_spec(tmp_path, n_trials=2, epochs=1)
+    storage = str(tmp_path / "s.journal")
+    assert main(["launch", str(spec), "--storage", storage]) == 0
+    assert main(["launch", str(spec), "--storage", storage, "--n-trials", "3"]) == 0
+    assert len(_study(storage).get_trials()) == 3
+    other = write_spec(tmp_path, n_trials=2, epochs=2, name="other.toml")
+    capsys.readouterr()
+    assert main(["launch", str(other), "--storage", storage]) == 2
+    assert "already exists" in capsys.readouterr().err
+
+
+def test_worker_joins_an_existing_study_from_its_name_alone(tmp_path: Path) -> None:
+    spec = write_spec(tmp_path, n_trials=1, epochs=1)
+    storage = str(tmp_path / "s.journal")
+    assert main(["launch", str(spec), "--storage", storage]) == 0
+    spec.unlink()  # the worker needs no file: the spec lives in the study
+    assert main(["worker", "--study", "tiny", "--storage", storage, "--n-trials", "3"]) == 0
+    assert len(_study(storage).get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED))) == 3
+
+
+def test_unknown_study_for_a_worker(tmp_path: Path, capsys) -> None:
+    spec = write_spec(tmp_path, n_trials=1, epochs=1)
+    storage = str(tmp_path / "s.journal")
+    assert main(["launch", str(spec), "--storage", storage]) == 0
+    capsys.readouterr()
+    assert main(["worker", "--study", "nope", "--storage", storage]) == 2
+    assert "no study named 'nope'; studies there: tiny" in capsys.readouterr().err
+
+
+def test_storage_comes_from_the_environment(tmp_path: Path) -> None:
+    spec = write_spec(tmp_path, n_trials=1, epochs=1)
+    storage = tmp_path / "env.journal"
+    os.environ["HPO_STORAGE"] = str(storage)
+    try:
+        assert main(["launch", str(spec)]) == 0
+    finally:
+        del os.environ["HPO_STORAGE"]
+    assert len(_study(str(storage)).get_trials()) == 1
+
+
+def test_ctrl_c_stops_cleanly_and_leaves_no_trial_running(tmp_path: Path) -> None:
+    spec = write_spec(tmp_path, n_trials=50, epochs=40)
+    storage = str(tmp_path / "s.journal")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hpo", "launch", str(spec), "--storage", storage,
+         "--workers", "2"],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        time.sleep(1)
+        if (tmp_path / "s.journal").exists():
+            running = _study(storage).get_trials(states=(TrialState.RUNNING,))
+            if len(running) == 2 and all(t.intermediate_values for t in running):
+                break
+    else:
+        proc.kill()
+        raise AssertionError("workers never got going")
+    os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    trials = _study(storage).get_trials()
+    assert not [t for t in trials if t.state == TrialState.RUNNING]
+    stopped = [t for t in trials if t.state == TrialState.FAIL]
+    assert stopped and all(t.user_attrs["stop_reason"].startswith("interrupted") for t in stopped)
+
+
+def test_a_study_on_postgresql_with_two_workers(tmp_path: Path, pg_url: str, study_name: str
+                                                ) -> None:
+    spec = write_spec(tmp_path, n_trials=4, epochs=2)
+    try:
+        assert main(["launch", str(spec), "--storage", pg_url, "--study-name", study_name,
+                     "--workers", "2"]) == 0
+        study = _study(pg_url, study_name)
+        states = [t.state for t in study.get_trials()]
+        assert sum(s in (TrialState.COMPLETE, TrialState.PRUNED) for s in states) >= 4
+        assert TrialState.RUNNING not in states
+        assert study.user_attrs["spec"]["study"]["n_trials"] == 4
+    finally:
+        optuna.delete_study(study_name=study_name, storage=open_storage(pg_url))

@@ -1,0 +1,118 @@
+"""Every sampler and pruner of the spec works with the conditional search space."""
+
+from __future__ import annotations
+
+import optuna
+import pytest
+
+from hpo.study import PRUNERS, SAMPLERS, build_pruner, build_sampler, parse_spec, suggest_config
+from hpo.study._worker import Budget
+
+SEARCH = {
+    "optimizer": ["sgd", "adamw"],
+    "schedule": ["cosine", "warmup_cosine"],
+    "init": ["kaiming_normal", "orthogonal"],
+    "zero_init_residual": [True, False],
+    "momentum": [0.8, 0.9],
+    "warmup_epochs": {"low": 0.0, "high": 2.0, "step": 1.0},
+    "adamw": {"lr": [1e-3, 3e-3], "weight_decay": [0.01, 0.1], "beta2": [0.99, 0.999]},
+    "sgd": {"lr": {"low": 0.05, "high": 0.2, "step": 0.05}, "weight_decay": [1e-4, 5e-4]},
+}
+
+
+def _spec(sampler: str, pruner: str = "none", **pruner_options: object):
+    raw = {"study": {"name": "s", "n_trials": 12}, "model": {"name": "resnet8"},
+           "training": {"epochs": 4}, "sampler": {"name": sampler, "seed": 1},
+           "pruner": {"name": pruner, **pruner_options}, "search": SEARCH}
+    return parse_spec(raw, "test")
+
+
+@pytest.mark.parametrize("sampler", SAMPLERS)
+def test_every_sampler_explores_the_conditional_space(sampler: str) -> None:
+    spec = _spec(sampler)
+    study = optuna.create_study(
+        direction="maximize",
+        sampler=build_sampler(spec.sampler, spec.sampler_options, spec.seed, spec.grid),
+    )
+    configs = []
+
+    def objective(trial: optuna.Trial) -> float:
+        config = suggest_config(trial, spec.space, spec.base)
+        configs.append(config)
+        return config.lr * (2 if config.init == "orthogonal" else 1)
+
+    study.optimize(objective, n_trials=12)
+    assert {c.optimizer for c in configs} == {"sgd", "adamw"}
+    for c in configs:
+        if c.optimizer == "sgd":
+            assert c.optimizer_params == {"momentum": c.optimizer_params["momentum"]}
+            assert c.optimizer_params["momentum"] in (0.8, 0.9)
+        else:
+            assert c.optimizer_params["beta2"] in (0.99, 0.999) and c.lr in (1e-3, 3e-3)
+        if c.schedule == "warmup_cosine":
+            assert c.schedule_params["warmup_epochs"] in (0.0, 1.0, 2.0)
+    params = study.trials[0].params
+    assert all(not k.startswith("sgd.") for k in params) or all(
+        not k.startswith("adamw.") for k in params)  # only the chosen family's settings
+
+
+def test_grid_sampler_covers_the_whole_grid() -> None:
+    spec = _spec("grid")
+    # 2 optimizers, 2 schedules, 2 inits, 2 zero-init, momentum x2, warmup x3, family settings.
+    assert spec.grid["optimizer"] == ["sgd", "adamw"]
+    assert spec.grid["sgd.lr"] == pytest.approx([0.05, 0.1, 0.15, 0.2])
+    assert spec.grid["warmup_cosine.warmup_epochs"] == [0.0, 1.0, 2.0]
+
+
+@pytest.mark.parametrize("pruner,options", [
+    ("none", {}), ("median", {"n_warmup_steps": 1}), ("percentile", {"percentile": 40.0}),
+    ("successive_halving", {"min_resource": 1}), ("hyperband", {"min_resource": 1}),
+    ("threshold", {"lower": 0.5}), ("median", {"patience": 1, "min_delta": 0.01}),
+])
+def test_every_pruner_is_built_and_prunes_a_bad_curve(pruner: str, options: dict) -> None:
+    spec = _spec("random", pruner, **options)
+    study = optuna.create_study(direction="maximize",
+                                pruner=build_pruner(spec.pruner, spec.pruner_options),
+                                sampler=optuna.samplers.RandomSampler(seed=0))
+    pruned_at = {}
+
+    def objective(trial: optuna.Trial) -> float:
+        good = trial.number < 4
+        for step in range(1, 5):
+            value = 0.9 if good else 0.1 - 0.01 * step
+            trial.report(value, step)
+            if trial.should_prune():
+                pruned_at[trial.number] = step
+                raise optuna.TrialPruned()
+        return value
+
+    study.optimize(objective, n_trials=8)
+    if pruner == "none":
+        assert not pruned_at
+    else:
+        assert pruned_at and min(pruned_at) >= 1
+
+
+def test_all_pruners_are_covered() -> None:
+    assert set(PRUNERS) == {"none", "median", "percentile", "successive_halving", "hyperband",
+                            "threshold"}
+
+
+def test_patience_wraps_the_pruner() -> None:
+    pruner = build_pruner("median", {"patience": 2})
+    assert isinstance(pruner, optuna.pruners.PatientPruner)
+
+
+def test_hyperband_max_resource_defaults_to_the_epochs() -> None:
+    assert _spec("tpe", "hyperband").pruner_options["max_resource"] == 4
+
+
+def test_budget_counts_finished_trials_over_all_workers() -> None:
+    study = optuna.create_study()
+    budget = Budget(3)
+    for state in ("COMPLETE", "PRUNED", "FAIL"):
+        study.add_trial(optuna.trial.create_trial(
+            state=optuna.trial.TrialState[state], value=1.0 if state == "COMPLETE" else None))
+    assert not budget.met(study)
+    study.add_trial(optuna.trial.create_trial(value=2.0))
+    assert budget.met(study)

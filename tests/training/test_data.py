@@ -1,0 +1,113 @@
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from hpo.errors import UserError
+from hpo.training import DataConfig, load_data, random_crop, random_flip
+
+
+@pytest.mark.parametrize("name", ["digits", "synthetic"])
+def test_train_validation_and_test_splits_are_disjoint(name: str) -> None:
+    data = load_data(DataConfig(name=name, val_fraction=0.25), with_test=True)
+    train, val = set(data.train.index.tolist()), set(data.val.index.tolist())
+    assert not train & val
+    assert data.test is not None and len(data.val) == pytest.approx(
+        0.25 * (len(train) + len(val)), abs=1)
+    if name == "digits":  # one source: the test split is carved from the same 1797 images
+        test = set(data.test.index.tolist())
+        assert not test & (train | val)
+        assert len(train | val | test) == 1797
+
+
+def test_study_loads_never_include_the_test_split() -> None:
+    assert load_data(DataConfig(name="digits")).test is None
+
+
+def test_test_split_does_not_move_with_the_validation_seed() -> None:
+    a = load_data(DataConfig(name="digits", split_seed=0), with_test=True)
+    b = load_data(DataConfig(name="digits", split_seed=1), with_test=True)
+    assert torch.equal(a.test.index, b.test.index)
+    assert not torch.equal(a.val.index, b.val.index)
+
+
+def test_digits_are_real_8x8_images() -> None:
+    data = load_data(DataConfig(name="digits"))
+    assert data.train.images.shape[1:] == (1, 8, 8) and data.train.images.dtype == torch.uint8
+    assert data.num_classes == 10 and int(data.train.images.max()) == 255
+
+
+def _write_cifar(root: Path, n_per_batch: int) -> np.ndarray:
+    """Writes CIFAR-10 in torchvision's python-pickle layout; returns the test images."""
+    base = root / "cifar-10-batches-py"
+    base.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    test_images = None
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        images = rng.integers(0, 256, (n_per_batch, 3072), dtype=np.uint8)
+        labels = rng.integers(0, 10, n_per_batch).tolist()
+        with open(base / name, "wb") as f:
+            pickle.dump({"data": images, "labels": labels, "batch_label": name}, f)
+        if name == "test_batch":
+            test_images = images
+    return test_images
+
+
+def test_cifar10_reads_the_on_disk_format(tmp_path: Path) -> None:
+    test_images = _write_cifar(tmp_path, 20)
+    data = load_data(DataConfig(name="cifar10", root=str(tmp_path), val_fraction=0.1),
+                     with_test=True)
+    assert len(data.train) + len(data.val) == 100 and len(data.test) == 20
+    assert data.train.images.shape[1:] == (3, 32, 32)
+    assert torch.equal(data.test.images[0], torch.from_numpy(test_images[0].reshape(3, 32, 32)))
+
+
+def test_missing_cifar_says_where_it_looked(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="data.root: cifar10 not found at .*cifar-10-batches-py"):
+        load_data(DataConfig(name="cifar10", root=str(tmp_path)))
+
+
+def test_imagefolder_reads_class_folders(tmp_path: Path) -> None:
+    for split, n in (("train", 6), ("test", 2)):
+        for cls in ("cat", "dog"):
+            folder = tmp_path / split / cls
+            folder.mkdir(parents=True)
+            for i in range(n):
+                Image.new("RGB", (20, 24), (i * 40, 0, 0)).save(folder / f"{i}.png")
+    data = load_data(DataConfig(name="imagefolder", root=str(tmp_path), val_fraction=0.25,
+                                options={"image_size": 16}), with_test=True)
+    assert data.num_classes == 2 and data.train.images.shape[1:] == (3, 16, 16)
+    assert len(data.train) + len(data.val) == 12 and len(data.test) == 4
+
+
+def test_crop_covers_every_offset_and_shifts_exactly() -> None:
+    torch.manual_seed(0)
+    images = torch.randint(1, 256, (4000, 1, 6, 6), dtype=torch.uint8)
+    g = torch.Generator().manual_seed(0)
+    cropped = random_crop(images, 2, g)
+    seen = set()
+    padded = torch.nn.functional.pad(images, (2, 2, 2, 2))
+    for i in range(len(images)):
+        for dy in range(5):
+            for dx in range(5):
+                if torch.equal(cropped[i], padded[i, :, dy:dy + 6, dx:dx + 6]):
+                    seen.add((dy, dx))
+                    break
+            else:
+                continue
+            break
+        else:
+            pytest.fail(f"image {i} is not a shifted copy")
+    assert len(seen) == 25
+
+
+def test_flip_mirrors_about_half_of_the_images() -> None:
+    images = torch.arange(2 * 1 * 1 * 3, dtype=torch.uint8).view(2, 1, 1, 3).repeat(500, 1, 1, 1)
+    out = random_flip(images, torch.Generator().manual_seed(0))
+    flipped = (out == images.flip(3)).all(dim=(1, 2, 3))
+    kept = (out == images).all(dim=(1, 2, 3))
+    assert bool((flipped | kept).all())
+    assert 400 < int(flipped.sum()) < 600

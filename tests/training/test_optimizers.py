@@ -1,0 +1,66 @@
+import optuna
+import pytest
+import torch
+from torch import nn
+
+from hpo.study import parse_spec, suggest_config
+from hpo.training import OPTIMIZERS, ModelConfig, build_model, build_optimizer, param_groups
+
+EXPECTED_CLASS = {
+    "sgd": torch.optim.SGD, "nesterov": torch.optim.SGD, "adam": torch.optim.Adam,
+    "adamw": torch.optim.AdamW, "nadam": torch.optim.NAdam, "radam": torch.optim.RAdam,
+    "rmsprop": torch.optim.RMSprop, "adagrad": torch.optim.Adagrad,
+}
+# Non-default values for every conditional setting, and where torch keeps each one.
+SETTINGS = {"momentum": 0.8, "beta1": 0.85, "beta2": 0.98, "eps": 1e-6, "alpha": 0.95}
+
+
+def _torch_value(group: dict, name: str) -> float:
+    return {"beta1": lambda: group["betas"][0], "beta2": lambda: group["betas"][1]}.get(
+        name, lambda: group[name])()
+
+
+@pytest.mark.parametrize("name", OPTIMIZERS)
+def test_every_optimizer_is_built_with_its_conditional_settings(name: str) -> None:
+    """The search space asks for the family's settings and the optimizer receives them."""
+    own = dict(OPTIMIZERS[name].params)
+    searched = {k: {"low": 1e-9, "high": 0.999} for k in ("lr", "weight_decay", *own)}
+    spec = parse_spec({"study": {"name": "x", "n_trials": 1}, "model": {"name": "resnet8"},
+                       "search": {"optimizer": name, name: searched}}, "test")
+    params = {f"{name}.lr": 0.0123, f"{name}.weight_decay": 3e-4,
+              **{f"{name}.{k}": SETTINGS[k] for k in own}}
+    config = suggest_config(optuna.trial.FixedTrial(params), spec.space, spec.base)
+    assert config.optimizer == name and config.lr == 0.0123 and config.weight_decay == 3e-4
+    assert config.optimizer_params == {k: SETTINGS[k] for k in own}
+
+    model = build_model(ModelConfig("resnet8", width=4), 1, 10)
+    opt = build_optimizer(name, model, config.lr, config.weight_decay, False,
+                          config.optimizer_params)
+    assert type(opt) is EXPECTED_CLASS[name]
+    group = opt.param_groups[0]
+    assert group["lr"] == 0.0123 and group["weight_decay"] == 3e-4
+    for k in own:
+        assert _torch_value(group, k) == pytest.approx(SETTINGS[k])
+    assert group.get("nesterov", False) == (name == "nesterov")
+
+
+def test_decay_kind_is_declared_per_family() -> None:
+    assert OPTIMIZERS["adamw"].decay == "decoupled"
+    assert OPTIMIZERS["adam"].decay == "l2" and OPTIMIZERS["sgd"].decay == "l2"
+
+
+def test_no_decay_group_holds_exactly_batchnorm_parameters_and_biases() -> None:
+    model = build_model(ModelConfig("resnet20"), 3, 10)
+    decay, no_decay = param_groups(model, 5e-4, no_decay_bn_bias=True)
+    expected = {id(p) for m in model.modules() if isinstance(m, nn.BatchNorm2d)
+                for p in (m.weight, m.bias)} | {id(model.fc.bias)}
+    assert {id(p) for p in no_decay["params"]} == expected
+    assert no_decay["weight_decay"] == 0.0 and decay["weight_decay"] == 5e-4
+    everything = {id(p) for p in model.parameters()}
+    assert {id(p) for p in decay["params"]} == everything - expected
+
+
+def test_without_the_switch_every_parameter_decays() -> None:
+    model = build_model(ModelConfig("resnet8"), 3, 10)
+    (group,) = param_groups(model, 1e-4, no_decay_bn_bias=False)
+    assert len(group["params"]) == len(list(model.parameters()))

@@ -1,0 +1,62 @@
+import torch
+
+from hpo.training import DataConfig, ModelConfig, TrainConfig, load_data, train
+
+CONFIG = TrainConfig(
+    data=DataConfig(name="digits", crop_padding=1), model=ModelConfig("resnet8", width=8),
+    optimizer="nesterov", lr=0.05, weight_decay=5e-4, schedule="cosine", epochs=3,
+    batch_size=64, seed=3,
+)
+
+
+def test_same_seed_gives_identical_metrics_on_cpu() -> None:
+    data = load_data(CONFIG.data)
+    a, b = train(CONFIG, data), train(CONFIG, data)
+    assert a.status == b.status == "completed" and a.epochs_run == 3
+    assert [(m.train_loss, m.val_loss, m.val_accuracy) for m in a.history] == [
+        (m.train_loss, m.val_loss, m.val_accuracy) for m in b.history]
+
+
+def test_another_seed_gives_other_metrics() -> None:
+    data = load_data(CONFIG.data)
+    a = train(CONFIG, data)
+    b = train(TrainConfig(**{**CONFIG.__dict__, "seed": 4}), data)
+    assert a.history[-1].train_loss != b.history[-1].train_loss
+
+
+def test_trains_digits_well_above_chance() -> None:
+    result = train(CONFIG)
+    assert result.history[-1].val_accuracy > 0.8
+    assert result.device == "cpu"
+
+
+def test_callback_sees_every_epoch_and_can_stop_the_run() -> None:
+    seen = []
+
+    def on_epoch(m):
+        seen.append(m.epoch)
+        return "enough" if m.epoch == 2 else None
+
+    result = train(CONFIG, on_epoch=on_epoch)
+    assert seen == [1, 2] and result.status == "stopped" and result.stop_reason == "enough"
+
+
+def test_diverging_config_stops_with_its_reason() -> None:
+    config = TrainConfig(**{**CONFIG.__dict__, "optimizer": "sgd", "lr": 1e6,
+                            "schedule": "constant"})
+    result = train(config)
+    assert result.status == "diverged"
+    assert result.stop_reason.startswith("diverged: training loss")
+    assert result.epochs_run == 0
+
+
+def test_config_round_trips_through_its_dict() -> None:
+    raw = CONFIG.to_dict()
+    assert TrainConfig.from_dict(raw) == CONFIG
+    assert {"optimizer", "lr", "schedule", "weight_decay", "init"} <= raw.keys()
+
+
+def test_bf16_precision_runs_on_cpu() -> None:
+    config = TrainConfig(**{**CONFIG.__dict__, "precision": "bf16", "epochs": 1})
+    assert train(config).history[0].val_accuracy > 0.1
+    assert torch.get_default_dtype() == torch.float32
