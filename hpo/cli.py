@@ -52,14 +52,16 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     storage_help = "Optuna storage URL or journal file (default: $HPO_STORAGE, else hpo.journal)"
 
-    p = sub.add_parser("launch", help="create or resume a study and run local workers to its budget")
+    p = sub.add_parser("launch",
+                       help="create or resume a study and run local workers to its budget")
     p.add_argument("spec", help="study spec (TOML), e.g. studies/quickstart.toml")
     p.add_argument("--storage", help=storage_help)
     p.add_argument("--study-name", help="study name (default: the spec's study.name)")
     p.add_argument("--workers", type=_positive_int, default=1, help="local worker processes")
     p.add_argument("--n-trials", type=_positive_int,
                    help="total finished trials (default: the spec's study.n_trials)")
-    p.add_argument("--timeout", type=_positive_float, help="seconds before workers start no new trial")
+    p.add_argument("--timeout", type=_positive_float,
+                   help="seconds before workers start no new trial")
     p.set_defaults(func=_launch)
 
     p = sub.add_parser("worker", help="join an existing study and run trials to its budget")

@@ -53,7 +53,8 @@ def top_table(study: optuna.Study, metric: str, k: int = 5) -> str:
                           if name not in named and not name.endswith((".lr", ".weight_decay")))
         value = _last_value(t)
         rows.append([
-            str(rank), str(t.number), t.state.name.lower(), "-" if value is None else f"{value:.4f}",
+            str(rank), str(t.number), t.state.name.lower(),
+            "-" if value is None else f"{value:.4f}",
             _fmt(t.user_attrs.get("epochs_run")), _fmt(c.get("optimizer")), _fmt(c.get("lr")),
             _fmt(c.get("weight_decay")), _fmt(c.get("schedule")), _fmt(c.get("init")),
             _fmt(c.get("zero_init_residual")), _fmt(c.get("no_decay_bn_bias")), others or "-",

@@ -16,7 +16,9 @@ from hpo.errors import UserError
 _KINDS: dict[str, tuple[type, ...]] = {
     "int": (int,), "float": (int, float), "bool": (bool,), "str": (str,),
 }
-_KIND_WORDS = {"int": "an integer", "float": "a number", "bool": "true or false", "str": "a string"}
+_KIND_WORDS = {
+    "int": "an integer", "float": "a number", "bool": "true or false", "str": "a string",
+}
 
 
 @dataclass(frozen=True)

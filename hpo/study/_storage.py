@@ -71,7 +71,7 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
                          "max_overflow": 2}
     try:
         return optuna.storages.RDBStorage(driver_url(url), engine_kwargs=engine_kwargs)
-    except Exception as e:  # sqlalchemy raises many types here; to the user each means "cannot open"
+    except Exception as e:  # sqlalchemy raises many types; to the user each means "cannot open"
         message = str(e).splitlines()[0] if str(e) else type(e).__name__
         password = url.split("://", 1)[1].rsplit("@", 1)[0].partition(":")[2] if "@" in url else ""
         if password:

@@ -108,7 +108,8 @@ def _synthetic(cfg: DataConfig, with_test: bool) -> tuple[Split, Split | None, i
 _CIFAR_LAYOUT = {
     # name: (folder, training files, test file, label key, classes)
     "cifar10": (
-        "cifar-10-batches-py", [f"data_batch_{i}" for i in range(1, 6)], "test_batch", "labels", 10,
+        "cifar-10-batches-py", [f"data_batch_{i}" for i in range(1, 6)], "test_batch",
+        "labels", 10,
     ),
     "cifar100": ("cifar-100-python", ["train"], "test", "fine_labels", 100),
 }
@@ -127,7 +128,8 @@ def _cifar(cfg: DataConfig, with_test: bool) -> tuple[Split, Split | None, int]:
             )
         import torchvision
 
-        cls = torchvision.datasets.CIFAR10 if cfg.name == "cifar10" else torchvision.datasets.CIFAR100
+        datasets = torchvision.datasets
+        cls = datasets.CIFAR10 if cfg.name == "cifar10" else datasets.CIFAR100
         try:
             cls(str(root), train=True, download=True)
         except Exception as e:  # network errors come in many types; all mean the same here

@@ -36,7 +36,8 @@ def test_two_workers_finish_the_budget_and_record_everything(tmp_path: Path, cap
     assert {t.user_attrs["worker_pid"] for t in trials}.__len__() == 2
     for t in finished:
         assert RECORDED <= t.user_attrs.keys()
-        assert {"optimizer", "lr", "schedule", "weight_decay", "init"} <= t.user_attrs["config"].keys()
+        config = t.user_attrs["config"]
+        assert {"optimizer", "lr", "schedule", "weight_decay", "init"} <= config.keys()
         assert t.user_attrs["epochs_run"] == len(t.intermediate_values)
         assert len(t.user_attrs["curve"]["val_loss"]) == t.user_attrs["epochs_run"]
         assert t.user_attrs["device"] == "cpu"

@@ -112,3 +112,14 @@ def test_bad_spec_through_the_real_command_has_no_traceback(tmp_path: Path) -> N
     result = run_hpo("launch", str(spec), cwd=tmp_path)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.strip() == f"hpo: error: {spec}: training.epochs: must be >= 1, got 0"
+
+
+def test_every_shipped_spec_loads() -> None:
+    from hpo.study import load_spec
+
+    specs = sorted((REPO / "studies").glob("*.toml"))
+    assert {p.name for p in specs} >= {"quickstart.toml", "cifar10-resnet20.toml",
+                                       "cifar10-resnet56.toml"}
+    for path in specs:
+        spec = load_spec(path)
+        assert spec.n_trials > 0 and spec.base.epochs > 0

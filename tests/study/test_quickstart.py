@@ -1,0 +1,29 @@
+"""The README's main job, run for real: studies/quickstart.toml with two workers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+from optuna.trial import TrialState
+
+from hpo.study import open_storage
+from tests.conftest import REPO, run_hpo
+
+
+def test_quickstart_meets_its_promises(tmp_path: Path) -> None:
+    storage = str(tmp_path / "quickstart.journal")
+    result = run_hpo("launch", str(REPO / "studies" / "quickstart.toml"), "--workers", "2",
+                     "--storage", storage, cwd=tmp_path, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    study = optuna.load_study(study_name="quickstart", storage=open_storage(storage))
+    trials = study.get_trials()
+    finished = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+    pruned = [t for t in finished if t.state == TrialState.PRUNED]
+    assert len(finished) >= 30
+    assert len(pruned) >= len(finished) / 4
+    assert len({t.user_attrs["config"]["optimizer"] for t in finished}) >= 3
+    assert study.best_value >= 0.97
+    assert not [t for t in trials if t.state == TrialState.RUNNING]
+    assert "Top 5 of study 'quickstart'" in result.stdout
+    assert f"{study.best_value:.4f}" in result.stdout
