@@ -4,6 +4,7 @@ It trains a resolved :class:`TrainConfig` and calls back after each epoch; it im
 from Optuna or the study layer, so ``hpo train`` and its tests need no study.
 """
 
+from hpo.training._checkpoint import load_checkpoint, save_checkpoint
 from hpo.training._config import DataConfig, ModelConfig, TrainConfig
 from hpo.training._data import DATASETS, SYNTHETIC_DEFAULTS, Data, Split, load_data
 from hpo.training._init import INITS, apply_init
@@ -33,10 +34,12 @@ __all__ = [
     "build_optimizer",
     "check_model_name",
     "load_data",
+    "load_checkpoint",
     "lr_at",
     "param_groups",
     "pick_device",
     "random_crop",
     "random_flip",
+    "save_checkpoint",
     "train",
 ]

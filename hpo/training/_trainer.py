@@ -7,10 +7,12 @@ model, optimizer, loop, evaluation.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -51,6 +53,7 @@ class TrainResult:
     device: str
     wall_time_s: float = 0.0
     history: list[EpochMetrics] = field(default_factory=list)
+    resumed_from_epoch: int | None = None
 
     @property
     def epochs_run(self) -> int:
@@ -62,6 +65,7 @@ class TrainResult:
 DIVERGENCE_FACTOR = 10.0
 
 OnEpoch = Callable[[EpochMetrics], "str | None"]
+SaveState = Callable[[dict[str, Any]], None]
 
 
 def pick_device() -> torch.device:
@@ -91,6 +95,8 @@ def train(
     on_epoch: OnEpoch | None = None,
     device: torch.device | None = None,
     should_stop: Callable[[], bool] | None = None,
+    resume: Mapping[str, Any] | None = None,
+    save_state: SaveState | None = None,
 ) -> TrainResult:
     """Trains ``config`` and evaluates the validation split after every epoch.
 
@@ -103,8 +109,12 @@ def train(
         device: where to train; :func:`pick_device` when None.
         should_stop: polled before every step (a signal flag, not a device sync); when it
             returns True the run ends at that step boundary with status ``interrupted``.
+        resume: a state given earlier to ``save_state``; training continues exactly where it
+            stopped (same epoch, same step, same random streams).
+        save_state: receives the whole training state after every epoch (before ``on_epoch``)
+            and when interrupted, for checkpoints.
     """
-    start = time.perf_counter()
+    start = time.perf_counter() - (resume["elapsed_s"] if resume else 0.0)
     device = device or pick_device()
     cuda = device.type == "cuda"
     result = TrainResult("completed", "completed all epochs", str(device))
@@ -137,18 +147,44 @@ def train(
     )
     steps_per_epoch = len(train_batches)
     total_steps = steps_per_epoch * config.epochs
+    first_epoch, skip_steps, step, loss_carry = 1, 0, 0, 0.0
+    if resume:
+        model.load_state_dict(resume["model"])
+        optimizer.load_state_dict(resume["optimizer"])
+        torch.set_rng_state(resume["torch_rng"])
+        result.history = [EpochMetrics(**m) for m in resume["history"]]
+        result.resumed_from_epoch = len(result.history)
+        first_epoch, skip_steps = resume["next_epoch"], resume["step_in_epoch"]
+        step, loss_carry = resume["global_step"], resume["loss_sum"]
+        generator.set_state(resume["epoch_rng"])
+
+    def state(next_epoch: int, step_in_epoch: int, epoch_rng: torch.Tensor,
+              loss_sum: float) -> dict[str, Any]:
+        return {
+            "config": config.to_dict(), "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(), "torch_rng": torch.get_rng_state(),
+            "epoch_rng": epoch_rng, "next_epoch": next_epoch, "step_in_epoch": step_in_epoch,
+            "global_step": step, "loss_sum": loss_sum,
+            "history": [dataclasses.asdict(m) for m in result.history],
+            "elapsed_s": time.perf_counter() - start,
+        }
 
     # --- loop; a loss far above that of a uniform guess means the run has blown up
     diverged_above = DIVERGENCE_FACTOR * math.log(data.num_classes)
-    step = 0
     lr = config.lr
-    for epoch in range(1, config.epochs + 1):
+    for epoch in range(first_epoch, config.epochs + 1):
         model.train()
-        loss_sum = torch.zeros((), device=device)
-        for x, y in train_batches:
+        epoch_rng = generator.get_state()  # replaying it replays the epoch's shuffle and crops
+        loss_sum = torch.full((), loss_carry, device=device)
+        for i, (x, y) in enumerate(train_batches):
+            if i < skip_steps:
+                continue  # resumed mid-epoch: these steps are in the checkpoint already
             if should_stop is not None and should_stop():
-                result.status, result.stop_reason = (
-                    "interrupted", f"interrupted in epoch {epoch} at step {step}")
+                result.status = "interrupted"
+                result.stop_reason = f"interrupted in epoch {epoch} after {i} of " \
+                                     f"{steps_per_epoch} steps"
+                if save_state:
+                    save_state(state(epoch, i, epoch_rng, loss_sum.item()))
                 break
             lr = lr_at(step, total_steps, steps_per_epoch, config.lr, config.schedule,
                        config.schedule_params)
@@ -163,6 +199,7 @@ def train(
             step += 1
         if result.status == "interrupted":
             break
+        skip_steps, loss_carry = 0, 0.0
         train_loss = loss_sum.item() / steps_per_epoch  # the epoch's one host sync
 
         # --- evaluation
@@ -182,6 +219,8 @@ def train(
                 "diverged", f"diverged: non-finite validation loss in epoch {epoch}"
             )
             break
+        if save_state:
+            save_state(state(epoch + 1, 0, generator.get_state(), 0.0))
         reason = on_epoch(metrics) if on_epoch else None
         if reason:
             result.status, result.stop_reason = "stopped", reason

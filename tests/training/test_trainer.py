@@ -60,3 +60,38 @@ def test_bf16_precision_runs_on_cpu() -> None:
     config = TrainConfig(**{**CONFIG.__dict__, "precision": "bf16", "epochs": 1})
     assert train(config).history[0].val_accuracy > 0.1
     assert torch.get_default_dtype() == torch.float32
+
+
+def _history(result):
+    return [(m.epoch, m.train_loss, m.val_loss, m.val_accuracy, m.lr) for m in result.history]
+
+
+def test_resume_mid_epoch_from_a_checkpoint_file_gives_the_uninterrupted_result(tmp_path) -> None:
+    from hpo.training import load_checkpoint, save_checkpoint
+
+    data = load_data(CONFIG.data)
+    reference = train(CONFIG, data)
+    steps = {"n": 0}
+
+    def stop_after_25_steps() -> bool:
+        steps["n"] += 1
+        return steps["n"] > 25  # 17 steps per epoch: stops in epoch 2 after 8 steps
+
+    path = tmp_path / "ckpt.pt"
+    first = train(CONFIG, data, should_stop=stop_after_25_steps,
+                  save_state=lambda s: save_checkpoint(path, s))
+    assert first.status == "interrupted" and "epoch 2 after 8 of 17 steps" in first.stop_reason
+    resumed = train(CONFIG, data, resume=load_checkpoint(path))
+    assert resumed.status == "completed" and resumed.resumed_from_epoch == 1
+    assert _history(resumed) == _history(reference)
+
+
+def test_resume_at_an_epoch_boundary(tmp_path) -> None:
+    data = load_data(CONFIG.data)
+    reference = train(CONFIG, data)
+    states = []
+    train(CONFIG, data, on_epoch=lambda m: "stop" if m.epoch == 2 else None,
+          save_state=states.append)
+    assert [s["next_epoch"] for s in states] == [2, 3]
+    resumed = train(CONFIG, data, resume=states[-1])
+    assert resumed.resumed_from_epoch == 2 and _history(resumed) == _history(reference)
