@@ -4,11 +4,21 @@ It turns Optuna trials into :class:`hpo.training.TrainConfig` objects and record
 produced; the training core below it never sees a trial.
 """
 
-from hpo.study._launch import Progress, create_or_resume, launch
+from hpo.study._checkpoints import CheckpointStore, resolve_checkpoint_dir
+from hpo.study._launch import create_or_resume, launch
+from hpo.study._pool import Progress, Slot, plan_slots, run_pool
 from hpo.study._samplers import PRUNERS, SAMPLERS, build_pruner, build_sampler
 from hpo.study._space import AXES, PARAMS, SearchSpace, suggest_config
 from hpo.study._spec import METRICS, StudySpec, load_spec, parse_spec
-from hpo.study._storage import DEFAULT_STORAGE, ENV_VAR, open_storage, redact, resolve_url
+from hpo.study._storage import (
+    DEFAULT_STORAGE,
+    ENV_VAR,
+    Liveness,
+    open_storage,
+    redact,
+    resolve_url,
+    run_proxy,
+)
 from hpo.study._worker import Budget, load_spec_from_study, run_worker
 
 __all__ = [
@@ -20,8 +30,11 @@ __all__ = [
     "PRUNERS",
     "SAMPLERS",
     "Budget",
+    "CheckpointStore",
+    "Liveness",
     "Progress",
     "SearchSpace",
+    "Slot",
     "StudySpec",
     "build_pruner",
     "build_sampler",
@@ -31,8 +44,12 @@ __all__ = [
     "load_spec_from_study",
     "open_storage",
     "parse_spec",
+    "plan_slots",
     "redact",
+    "resolve_checkpoint_dir",
     "resolve_url",
+    "run_pool",
+    "run_proxy",
     "run_worker",
     "suggest_config",
 ]

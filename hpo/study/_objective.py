@@ -2,27 +2,50 @@
 
 Everything a later reader needs goes into the trial's user attributes: ``config`` (the full
 resolved configuration), ``curve`` (per-epoch losses and accuracy), ``epochs_run``,
-``wall_time_s``, ``device``, ``host``, ``worker_pid`` and ``stop_reason``. A run stopped by
-the pruner or by a diverging loss ends PRUNED with its reason; an exception ends FAIL with its
-reason, and the worker carries on with the next trial.
+``wall_time_s``, ``device``, ``host``, ``worker_pid``, ``stop_reason`` and, for a retried
+trial, ``resumed_from_epoch`` (epochs already finished in the checkpoint it resumed from; it
+trained from epoch ``resumed_from_epoch + 1`` on).
+
+A run stopped by the pruner or by a diverging loss ends PRUNED with its reason; an exception
+ends FAIL with its reason and the worker carries on. A run stopped by SIGINT/SIGTERM saves a
+checkpoint at the step boundary, ends FAIL and queues its retry, which resumes from there.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
+import warnings
 from collections.abc import Callable
+from typing import Any
 
 import optuna
 import torch
 
+from hpo.study._checkpoints import CheckpointStore
 from hpo.study._space import suggest_config
 from hpo.study._spec import StudySpec
-from hpo.training import Data, EpochMetrics, TrainResult, load_data, train
+from hpo.study._storage import Liveness, requeue
+from hpo.training import (
+    Data,
+    EpochMetrics,
+    TrainConfig,
+    load_checkpoint,
+    load_data,
+    save_checkpoint,
+    train,
+)
+
+_log = logging.getLogger("hpo.worker")
 
 
 class TrialInterrupted(Exception):
-    """The worker was asked to stop (SIGINT/SIGTERM); the trial ends FAIL with that reason."""
+    """The worker was asked to stop; the trial is checkpointed and queued for a retry."""
+
+
+class TrialAbandoned(Exception):
+    """Another worker declared this trial stale and retried it; this run must write nothing."""
 
 
 class Objective:
@@ -32,13 +55,19 @@ class Objective:
         spec: the study's spec.
         device: where trials train.
         should_stop: the worker's stop flag, polled by the trainer between steps.
+        checkpoints: where trials save and resume; None disables checkpoints.
+        liveness: retry settings for requeueing interrupted trials.
     """
 
     def __init__(self, spec: StudySpec, device: torch.device,
-                 should_stop: Callable[[], bool] | None = None) -> None:
+                 should_stop: Callable[[], bool] | None = None,
+                 checkpoints: CheckpointStore | None = None,
+                 liveness: Liveness | None = None) -> None:
         self.spec = spec
         self.device = device
         self.should_stop = should_stop
+        self.checkpoints = checkpoints
+        self.liveness = liveness or Liveness()
         self._data: Data | None = None
 
     def __call__(self, trial: optuna.Trial) -> float:
@@ -51,34 +80,72 @@ class Objective:
         curve: dict[str, list[float]] = {"train_loss": [], "val_loss": [], "val_accuracy": []}
 
         def on_epoch(m: EpochMetrics) -> str | None:
-            value = getattr(m, spec.metric)
-            trial.report(value, m.epoch)
-            for key, values in curve.items():
-                values.append(getattr(m, key))
-            trial.set_user_attr("curve", curve)
-            trial.set_user_attr("epochs_run", m.epoch)
-            if trial.should_prune():
-                return f"pruned by the {spec.pruner} pruner after epoch {m.epoch} " \
-                       f"({spec.metric} {value:.4f})"
+            try:
+                value = self._record_epoch(trial, m, curve)
+                if trial.should_prune():
+                    return f"pruned by the {spec.pruner} pruner after epoch {m.epoch} " \
+                           f"({spec.metric} {value:.4f})"
+            except optuna.exceptions.UpdateFinishedTrialError:
+                raise TrialAbandoned(trial.number) from None
             return None
 
+        save = None
+        if self.checkpoints is not None:
+            path = self.checkpoints.path(trial.number)
+            save = lambda state: save_checkpoint(path, state)  # noqa: E731
         try:
+            resume = self._resume_state(trial, config)
+            if resume:
+                trial.set_user_attr("resumed_from_epoch", len(resume["history"]))
+                for m in resume["history"]:  # the checkpoint is the truth; fill missing reports
+                    self._record_epoch(trial, EpochMetrics(**m), curve)
             if self._data is None:
                 self._data = load_data(spec.base.data)
-            result = train(config, self._data, on_epoch, self.device, self.should_stop)
+            result = train(config, self._data, on_epoch, self.device, self.should_stop,
+                           resume=resume, save_state=save)
+        except TrialAbandoned:
+            _log.warning("trial %d was declared stale by another worker and retried; this "
+                         "worker's late run is dropped without writing", trial.number)
+            raise
         except Exception as e:
             trial.set_user_attr("stop_reason", f"error: {type(e).__name__}: {e}")
             raise
-        _record(trial, result)
+        trial.set_user_attr("epochs_run", result.epochs_run)
+        trial.set_user_attr("wall_time_s", round(result.wall_time_s, 3))
         if result.status == "interrupted":
+            trial.set_user_attr("stop_reason", f"{result.stop_reason}; checkpointed and "
+                                               "queued to resume")
+            requeue(trial.study, trial.number, self.liveness, fail=False)
             trial.study.stop()
             raise TrialInterrupted(result.stop_reason)
+        trial.set_user_attr("stop_reason", result.stop_reason)
         if result.status != "completed":
             raise optuna.TrialPruned(result.stop_reason)
         return float(getattr(result.history[-1], spec.metric))
 
+    def _record_epoch(self, trial: optuna.Trial, m: EpochMetrics,
+                      curve: dict[str, list[float]]) -> float:
+        value = float(getattr(m, self.spec.metric))
+        with warnings.catch_warnings():  # a retry inherits the epochs reported before it
+            warnings.filterwarnings("ignore", message="The reported value is ignored")
+            trial.report(value, m.epoch)
+        for key, values in curve.items():
+            values.append(getattr(m, key))
+        trial.set_user_attr("curve", curve)
+        trial.set_user_attr("epochs_run", m.epoch)
+        return value
 
-def _record(trial: optuna.Trial, result: TrainResult) -> None:
-    trial.set_user_attr("epochs_run", result.epochs_run)
-    trial.set_user_attr("wall_time_s", round(result.wall_time_s, 3))
-    trial.set_user_attr("stop_reason", result.stop_reason)
+    def _resume_state(self, trial: optuna.Trial, config: TrainConfig) -> dict[str, Any] | None:
+        if self.checkpoints is None:
+            return None
+        # Optuna 5's Trial has no system_attrs; the storage holds the retry history.
+        history = trial.storage.get_trial_system_attrs(trial._trial_id).get("retry_history", [])
+        path = self.checkpoints.resume_path(history)
+        if path is None:
+            return None
+        state = load_checkpoint(path)
+        if state.get("config") != config.to_dict():
+            _log.warning("checkpoint %s holds another config; trial %d starts afresh",
+                         path, trial.number)
+            return None
+        return state

@@ -24,6 +24,7 @@ from hpo.study._checks import (
 )
 from hpo.study._samplers import PATIENCE_OPTIONS, PRUNERS, SAMPLERS, missing_package
 from hpo.study._space import SearchSpace, grid_space, parse_search
+from hpo.study._storage import Liveness
 from hpo.training import (
     DATASETS,
     SYNTHETIC_DEFAULTS,
@@ -72,6 +73,8 @@ class StudySpec:
         base: the fixed part of every trial's config (data, model, training).
         space: the searched part.
         grid: the grid sampler's search space (empty for other samplers).
+        liveness: heartbeat interval, grace period and retry limit (RDB storages).
+        keep_checkpoints: how many of the best complete trials keep their final checkpoint.
         raw: the spec as written, stored in the study.
         source: where it was read from, for messages.
     """
@@ -87,6 +90,8 @@ class StudySpec:
     pruner_options: Mapping[str, Any]
     base: TrainConfig
     space: SearchSpace
+    liveness: Liveness
+    keep_checkpoints: int
     raw: Mapping[str, Any]
     source: str
     grid: Mapping[str, list[Any]] = field(default_factory=dict)
@@ -114,7 +119,9 @@ def parse_spec(raw: Mapping[str, Any], source: str) -> StudySpec:
     """Checks a parsed spec; ``source`` names it in messages (a file or a study)."""
     c = Checker(source)
     c.no_unknown(raw, "", SECTIONS)
-    study = c.table(raw, "study", "", ("name", "metric", "direction", "n_trials"))
+    study = c.table(raw, "study", "", ("name", "metric", "direction", "n_trials",
+                                       "heartbeat_interval", "grace_period", "max_retry",
+                                       "keep_checkpoints"))
     if not study:
         c.fail("study", "section [study] is required (name, n_trials)")
     name = c.require(study, "study", "name", Rule("str"))
@@ -127,6 +134,19 @@ def parse_spec(raw: Mapping[str, Any], source: str) -> StudySpec:
         c.fail("study.direction", f"{metric} is always {METRICS[metric]}d; remove the key "
                                   f"or set it to {METRICS[metric]!r}")
     n_trials = c.require(study, "study", "n_trials", Rule("int", bound=AT_LEAST_ONE))
+    defaults = Liveness()
+    liveness = Liveness(
+        c.get(study, "study", "heartbeat_interval", Rule("int", bound=AT_LEAST_ONE),
+              defaults.heartbeat_interval),
+        c.get(study, "study", "grace_period", Rule("int", bound=AT_LEAST_ONE),
+              defaults.grace_period),
+        c.get(study, "study", "max_retry", Rule("int", bound=NON_NEGATIVE), defaults.max_retry),
+    )
+    if liveness.grace_period <= liveness.heartbeat_interval:
+        c.fail("study.grace_period", f"must exceed heartbeat_interval "
+                                     f"({liveness.heartbeat_interval} s); 3x is usual")
+    keep_checkpoints = c.get(study, "study", "keep_checkpoints", Rule("int", bound=NON_NEGATIVE),
+                             3)
 
     data = _data(c, c.table(raw, "data", "", None))
     model_t = c.table(raw, "model", "", ("name", "shortcut", "width"))
@@ -173,7 +193,8 @@ def parse_spec(raw: Mapping[str, Any], source: str) -> StudySpec:
         name=name, metric=metric, direction=direction, n_trials=n_trials,
         sampler=sampler, sampler_options=sampler_options, seed=seed,
         pruner=pruner, pruner_options=pruner_options,
-        base=base, space=space, raw=dict(raw), source=source, grid=grid,
+        base=base, space=space, liveness=liveness, keep_checkpoints=keep_checkpoints,
+        raw=dict(raw), source=source, grid=grid,
     )
 
 

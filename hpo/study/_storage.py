@@ -1,23 +1,69 @@
-"""Where studies live: the embedded default file, or any Optuna storage URL.
+"""Where studies live: the embedded default file, PostgreSQL (or any Optuna URL), a gRPC proxy.
 
 The default is a journal file, ``hpo.journal`` in the working directory: Optuna's
 ``JournalFileBackend`` appends under a file lock, so several local processes share it without
 the "database is locked" errors of SQLite, and ``optuna-dashboard hpo.journal`` and the
-``optuna`` CLI read it as is. A value containing ``://`` is a URL: ``redis://`` for Optuna's
-Redis journal, anything else (``postgresql://``, ``sqlite:///``, ``mysql://``) for RDBStorage.
+``optuna`` CLI read it as is. A value containing ``://`` is a URL: ``grpc://host:port`` for
+``hpo proxy``, ``redis://`` for Optuna's Redis journal, anything else (``postgresql://``,
+``sqlite:///``, ``mysql://``) for RDBStorage.
+
+RDB storages are opened as :class:`ResilientRDBStorage`: a small bounded connection pool
+with pre-ping and recycling, and every call retried with backoff while the database is
+restarting or unreachable, so a database restart pauses workers instead of killing them.
 """
 
 from __future__ import annotations
 
+import functools
+import logging
 import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
 import optuna
+import sqlalchemy.exc
+from optuna.trial import TrialState
 
 from hpo.errors import UserError
 
 DEFAULT_STORAGE = "hpo.journal"
 ENV_VAR = "HPO_STORAGE"
+# Each worker process holds at most POOL_SIZE + MAX_OVERFLOW connections: one for the trial
+# loop, one for the heartbeat thread. N processes need 2N connections (plus 2 for a launcher).
+POOL_SIZE, MAX_OVERFLOW = 1, 1
+CONNECTIONS_PER_PROCESS = POOL_SIZE + MAX_OVERFLOW
+# How long a storage call keeps retrying a lost database before giving up, in seconds.
+RETRY_FOR_S = float(os.environ.get("HPO_DB_RETRY_S", "600"))
+
+_log = logging.getLogger("hpo.storage")
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Liveness:
+    """Heartbeat settings (RDB storages only; Optuna has no heartbeat elsewhere).
+
+    Attributes:
+        heartbeat_interval: seconds between a running trial's heartbeats.
+        grace_period: seconds without a heartbeat after which a trial is declared stale.
+        max_retry: how many times a stale (or preempted) trial is retried.
+    """
+
+    heartbeat_interval: int = 30
+    grace_period: int = 90
+    max_retry: int = 3
+
+    def retry_callback(self) -> optuna.storages.RetryHeartbeatStaleTrialCallback:
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.storages.RetryHeartbeatStaleTrialCallback(
+                max_retry=self.max_retry, inherit_intermediate_values=True
+            )
 
 
 def resolve_url(given: str | None) -> str:
@@ -37,6 +83,12 @@ def redact(url: str) -> str:
     return f"{scheme}://{user}:***@{host}"
 
 
+def _password(url: str) -> str:
+    if "://" not in url or "@" not in url:
+        return ""
+    return url.split("://", 1)[1].rsplit("@", 1)[0].partition(":")[2]
+
+
 def driver_url(url: str) -> str:
     """``postgresql://`` pinned to psycopg2, the driver hpo ships.
 
@@ -48,8 +100,74 @@ def driver_url(url: str) -> str:
     return url
 
 
-def open_storage(url: str) -> optuna.storages.BaseStorage:
-    """Opens (creating if needed) the storage at ``url``; a bad URL is a one-line UserError."""
+def _transient(error: BaseException) -> bool:
+    """Whether ``error`` means "the database is away for now" rather than a real failure."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, sqlalchemy.exc.OperationalError | sqlalchemy.exc.InterfaceError |
+                      sqlalchemy.exc.DisconnectionError):
+            return True
+        if isinstance(seen, sqlalchemy.exc.DBAPIError) and seen.connection_invalidated:
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def _retrying(name: str, method: Callable[..., T]) -> Callable[..., T]:
+    @functools.wraps(method)
+    def call(self: ResilientRDBStorage, *args: Any, **kwargs: Any) -> T:
+        delay, deadline, attempt = 0.5, time.monotonic() + RETRY_FOR_S, 0
+        while True:
+            try:
+                return method(self, *args, **kwargs)
+            except optuna.exceptions.UpdateFinishedTrialError:
+                # A retried write whose first attempt did commit before the connection broke.
+                if attempt and name == "set_trial_state_values":
+                    trial = self.get_trial(args[0])
+                    if trial.state == kwargs.get("state", args[1] if len(args) > 1 else None):
+                        return True  # type: ignore[return-value]
+                raise
+            except Exception as e:
+                if not _transient(e) or time.monotonic() > deadline:
+                    raise
+                attempt += 1
+                _log.warning("storage unreachable (%s); retry %d of %s in %.1f s",
+                             type(e).__name__, attempt, name, delay)
+                time.sleep(delay)
+                delay = min(delay * 2, 15.0)
+
+    return call
+
+
+class ResilientRDBStorage(optuna.storages.RDBStorage):
+    """RDBStorage whose every call survives a database restart or a dropped connection.
+
+    Connection errors are retried with exponential backoff (0.5 s doubling to 15 s) for up to
+    ``HPO_DB_RETRY_S`` seconds (default 600); pre-ping replaces connections the server closed.
+    A finished trial's result is therefore stored once the database is back, never lost.
+    """
+
+
+for _name in (
+    "create_new_study", "delete_study", "set_study_user_attr", "set_study_system_attr",
+    "get_study_id_from_name", "get_study_name_from_id", "get_study_directions",
+    "get_study_user_attrs", "get_study_system_attrs", "get_all_studies", "create_new_trial",
+    "set_trial_param", "get_trial_id_from_study_id_trial_number", "get_trial_number_from_id",
+    "get_trial_param", "set_trial_state_values", "set_trial_intermediate_value",
+    "set_trial_user_attr", "set_trial_system_attr", "get_trial", "get_all_trials",
+    "get_n_trials", "get_best_trial", "record_heartbeat", "_get_stale_trial_ids",
+):
+    setattr(ResilientRDBStorage, _name,
+            _retrying(_name, getattr(optuna.storages.RDBStorage, _name)))
+
+
+def open_storage(url: str, liveness: Liveness | None = None) -> optuna.storages.BaseStorage:
+    """Opens (creating if needed) the storage at ``url``; a bad URL is a one-line UserError.
+
+    Args:
+        url: journal file path or storage URL.
+        liveness: heartbeat settings; only RDB storages support them, others ignore them.
+    """
     shown = redact(url)
     if "://" not in url:
         path = Path(url)
@@ -62,18 +180,84 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
         except OSError as e:
             raise UserError(f"storage {shown}: cannot open: {e.strerror}") from None
         return optuna.storages.JournalStorage(backend)
+    if url.startswith("grpc://"):
+        host, _, port = url[len("grpc://"):].rstrip("/").rpartition(":")
+        if not host or not port.isdigit():
+            raise UserError(f"storage {shown}: expected grpc://HOST:PORT")
+        return _grpc_proxy(host, int(port), shown)
     if url.startswith("redis"):
         return optuna.storages.JournalStorage(optuna.storages.journal.JournalRedisBackend(url))
-    engine_kwargs = {}
-    if url.startswith(("postgresql", "mysql")):
+    engine_kwargs: dict[str, Any] = {}
+    if url.startswith(("postgres", "mysql")):
         # Optuna sets pool_pre_ping only for MySQL; dropped connections must not kill workers.
-        engine_kwargs = {"pool_pre_ping": True, "pool_recycle": 3600, "pool_size": 2,
-                         "max_overflow": 2}
+        engine_kwargs = {"pool_pre_ping": True, "pool_recycle": 3600, "pool_size": POOL_SIZE,
+                         "max_overflow": MAX_OVERFLOW, "pool_timeout": 60}
+    heartbeat: dict[str, Any] = {}
+    if liveness is not None:
+        heartbeat = {"heartbeat_interval": liveness.heartbeat_interval,
+                     "grace_period": liveness.grace_period,
+                     "heartbeat_stale_trial_callback": liveness.retry_callback()}
     try:
-        return optuna.storages.RDBStorage(driver_url(url), engine_kwargs=engine_kwargs)
+        return ResilientRDBStorage(driver_url(url), engine_kwargs=engine_kwargs, **heartbeat)
     except Exception as e:  # sqlalchemy raises many types; to the user each means "cannot open"
-        message = str(e).splitlines()[0] if str(e) else type(e).__name__
-        password = url.split("://", 1)[1].rsplit("@", 1)[0].partition(":")[2] if "@" in url else ""
-        if password:
-            message = message.replace(password, "***")
+        cause = e.__cause__ or e
+        message = str(cause).strip().splitlines()[0] if str(cause).strip() else type(e).__name__
+        if _password(url):
+            message = message.replace(_password(url), "***")
         raise UserError(f"storage {shown}: cannot open: {message}") from None
+
+
+def _grpc_proxy(host: str, port: int, shown: str) -> optuna.storages.BaseStorage:
+    import grpc
+
+    proxy = optuna.storages.GrpcStorageProxy(host=host, port=port)
+    try:
+        proxy.wait_server_ready(timeout=10)
+    except (grpc.FutureTimeoutError, grpc.RpcError) as e:
+        raise UserError(f"storage {shown}: no hpo proxy answers there ({type(e).__name__})"
+                        ) from None
+    return proxy
+
+
+def heartbeat_enabled(storage: optuna.storages.BaseStorage) -> bool:
+    return isinstance(storage, optuna.storages.RDBStorage) and \
+        storage.get_heartbeat_interval() is not None
+
+
+def requeue(study: optuna.Study, number: int, liveness: Liveness, *, reason: str | None = None,
+            fail: bool = True) -> int | None:
+    """Queues a retry of trial ``number`` (and marks it FAIL), as a stale heartbeat would.
+
+    Used for preempted trials (SIGTERM; their own objective then ends them FAIL, so ``fail`` is
+    False) and for trials whose local worker process died, so that every interrupted trial
+    resumes from its checkpoint the same way. Returns the number of the retry, or None when
+    ``max_retry`` is spent or another process failed the trial first.
+    """
+    storage = study._storage  # noqa: SLF001 - the study's own storage, as Optuna's callback uses
+    trial_id = storage.get_trial_id_from_study_id_trial_number(study._study_id, number)
+    if fail:
+        if storage.get_trial(trial_id).state != TrialState.RUNNING:
+            return None
+        try:
+            if reason:
+                storage.set_trial_user_attr(trial_id, "stop_reason", reason)
+            storage.set_trial_state_values(trial_id, TrialState.FAIL)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            return None  # someone else (a heartbeat check) already failed and retried it
+    before = storage.get_n_trials(study._study_id)
+    liveness.retry_callback()(study, storage.get_trial(trial_id))
+    after = storage.get_n_trials(study._study_id)
+    return before if after > before else None
+
+
+def run_proxy(url: str, host: str, port: int) -> None:
+    """Serves the storage at ``url`` over gRPC until interrupted (Optuna's storage proxy).
+
+    Hundreds of workers then share the proxy's few database connections. The proxy has no
+    heartbeat: stale trials are not detected behind it.
+    """
+    storage = open_storage(url)
+    try:
+        optuna.storages.run_grpc_proxy_server(storage, host=host, port=port)
+    except KeyboardInterrupt:
+        pass

@@ -1,9 +1,11 @@
-"""A worker: joins a study by storage URL and name, and runs trials until the budget is met.
+"""A worker process: joins a study by storage URL and name, runs trials until the budget is met.
 
 The spec travels inside the study (user attribute ``spec``), so a worker needs no file. The
 budget is global: a worker stops once the study holds ``n_trials`` finished (complete or
 pruned) trials, counted over every worker, so the study overshoots by at most one trial per
-worker.
+worker. Before leaving, a worker runs every queued retry and, on heartbeat storages, waits for
+running trials to finish or go stale (then fails and retries them), so a finished study holds
+no RUNNING and no WAITING trial.
 """
 
 from __future__ import annotations
@@ -12,28 +14,31 @@ import logging
 import os
 import signal
 import threading
+import time
 import warnings
+from pathlib import Path
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from hpo.errors import UserError
-from hpo.study._objective import Objective, TrialInterrupted
+from hpo.study._checkpoints import CheckpointStore
+from hpo.study._objective import Objective, TrialAbandoned, TrialInterrupted
 from hpo.study._samplers import build_pruner, build_sampler
 from hpo.study._spec import StudySpec, parse_spec
-from hpo.study._storage import open_storage, redact
+from hpo.study._storage import heartbeat_enabled, open_storage, redact
 from hpo.training import pick_device
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+_log = logging.getLogger("hpo.worker")
 
 
 class StopFlag:
     """Set by the first SIGINT or SIGTERM; the trainer polls it between steps.
 
     Turning signals into a flag (instead of KeyboardInterrupt at an arbitrary line) means a
-    worker never stops halfway through a storage write: the running trial ends at a step
-    boundary, is recorded, and the worker exits normally. Later signals are ignored; the
-    parent escalates to SIGKILL if a worker does not finish in time.
+    worker never stops halfway through a storage write: the running trial checkpoints at a step
+    boundary, is queued for a retry, and the worker exits normally.
     """
 
     def __init__(self) -> None:
@@ -47,18 +52,21 @@ class StopFlag:
         return self._event.is_set()
 
 
-class _QuietInterrupts(logging.Filter):
-    """Drops Optuna's traceback for trials we interrupted on purpose; their reason is stored."""
+class _QuietExpected(logging.Filter):
+    """Drops Optuna's warnings for trials stopped on purpose (their reason is stored), and the
+    "failed with value None" line that repeats the warning before it."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return not (record.exc_info and record.exc_info[0] is TrialInterrupted)
+        if record.exc_info and record.exc_info[0] in (TrialInterrupted, TrialAbandoned):
+            return False
+        return not record.getMessage().endswith("failed with value None.")
 
 
 class Budget:
-    """Stops this worker once the study has ``n_trials`` finished trials.
+    """Stops this worker's optimize loop once the study has ``n_trials`` finished trials.
 
-    It also stops after as many failed trials, so a config that always crashes cannot keep
-    a worker busy forever, and as soon as the worker's stop flag is set.
+    Also once as many trials failed for good (not retried: a config that always crashes must
+    not keep workers busy forever), and as soon as the worker's stop flag is set.
     """
 
     def __init__(self, n_trials: int, stop_flag: StopFlag | None = None) -> None:
@@ -66,9 +74,11 @@ class Budget:
         self.stop_flag = stop_flag
 
     def met(self, study: optuna.Study) -> bool:
-        finished = study.get_trials(deepcopy=False, states=FINISHED)
-        failed = study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
-        return len(finished) >= self.n_trials or len(failed) >= self.n_trials
+        trials = study.get_trials(deepcopy=False)
+        finished = sum(t.state in FINISHED for t in trials)
+        retried = {n for t in trials for n in t.system_attrs.get("retry_history", [])}
+        errors = sum(t.state == TrialState.FAIL and t.number not in retried for t in trials)
+        return finished >= self.n_trials or errors >= self.n_trials
 
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
         if (self.stop_flag and self.stop_flag()) or self.met(study):
@@ -90,13 +100,14 @@ def load_spec_from_study(
     raw = study.user_attrs.get("spec")
     if not isinstance(raw, dict):
         raise UserError(f"study {study_name!r} has no hpo spec (user attribute 'spec'); "
-                        "it was not created by hpo")
+                        "it was not created by hpo (create it with 'hpo create SPEC')")
     return study, parse_spec(raw, f"study {study_name!r}")
 
 
 def run_worker(
     storage_url: str,
     study_name: str,
+    checkpoint_dir: str | os.PathLike[str] | None,
     *,
     n_trials: int | None = None,
     timeout: float | None = None,
@@ -108,6 +119,7 @@ def run_worker(
     Args:
         storage_url: Optuna storage URL or journal file path.
         study_name: an existing study created by hpo.
+        checkpoint_dir: root of the checkpoint store; None disables checkpoints.
         n_trials: total budget of finished trials; the spec's ``n_trials`` when None.
         timeout: seconds after which this worker starts no new trial.
         worker_index: offsets the sampler seed so that workers do not propose the same trials.
@@ -116,14 +128,21 @@ def run_worker(
     import torch
 
     optuna.logging.set_verbosity(logging.WARNING)
-    logging.getLogger("optuna.study._optimize").addFilter(_QuietInterrupts())
+    logging.getLogger("optuna.study._optimize").addFilter(_QuietExpected())
     warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
     stop_flag = StopFlag()
     stop_flag.install()
     if threads:
         torch.set_num_threads(threads)
-    storage = open_storage(storage_url)
-    _, spec = load_spec_from_study(storage, storage_url, study_name)
+    plain = open_storage(storage_url)
+    _, spec = load_spec_from_study(plain, storage_url, study_name)
+    if isinstance(plain, optuna.storages.RDBStorage):
+        plain.engine.dispose()  # reopened below with heartbeats; keep the connection count low
+    storage = open_storage(storage_url, spec.liveness)
+    store = None
+    if checkpoint_dir is not None:
+        store = CheckpointStore(Path(checkpoint_dir), study_name)
+        store.check_writable()
     seed = None if spec.seed is None else spec.seed + worker_index
     study = optuna.load_study(
         study_name=study_name, storage=storage,
@@ -131,15 +150,30 @@ def run_worker(
         pruner=build_pruner(spec.pruner, spec.pruner_options),
     )
     budget = Budget(n_trials or spec.n_trials, stop_flag)
-    if budget.met(study):
-        return
-    study.optimize(
-        Objective(spec, pick_device(), stop_flag),
-        timeout=timeout,
-        callbacks=[budget],
-        catch=(Exception,),
-        gc_after_trial=False,
-    )
+    objective = Objective(spec, pick_device(), stop_flag, store, spec.liveness)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    callbacks = [budget]
+    if store is not None:
+        callbacks.append(lambda s, t: store.retain(s, spec.keep_checkpoints))
+    while not stop_flag():
+        optuna.storages.fail_stale_trials(study)
+        waiting = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+        if budget.met(study) and not waiting:
+            running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+            if not running or not heartbeat_enabled(storage):
+                break
+            time.sleep(spec.liveness.heartbeat_interval)  # let them finish or go stale
+            continue
+        left = None if deadline is None else deadline - time.monotonic()
+        if left is not None and left <= 0:
+            break
+        try:
+            study.optimize(objective, n_trials=1 if budget.met(study) else None, timeout=left,
+                           callbacks=callbacks, catch=(Exception,), gc_after_trial=False)
+        except ValueError as e:
+            if not str(e).startswith("Cannot tell a"):
+                raise
+            _log.warning("a late result was not stored: %s (its trial was retried)", e)
 
 
 def default_threads(workers: int) -> int:

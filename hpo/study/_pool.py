@@ -1,0 +1,188 @@
+"""Local worker processes: one per GPU slot (or N on the CPU), watched until the budget is met.
+
+``hpo launch`` and ``hpo worker`` both run this. Each process gets its own
+``CUDA_VISIBLE_DEVICES`` before CUDA starts, opens its own storage connection after the spawn,
+and runs :func:`run_worker`. The parent only watches: it prints progress, forwards SIGINT or
+SIGTERM to the workers (each checkpoints its trial and queues the retry), and requeues the
+trial of any worker that died, so nothing is left RUNNING and nothing trained is lost.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import socket
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TextIO
+
+import optuna
+from optuna.trial import TrialState
+
+from hpo.errors import UserError
+from hpo.study._storage import Liveness, open_storage, requeue
+from hpo.study._worker import default_threads, run_worker
+
+
+@dataclass(frozen=True)
+class Slot:
+    """One worker process: its index and the GPU it sees (None: the CPU)."""
+
+    index: int
+    gpu: str | None
+
+
+def plan_slots(gpus: list[str] | None, trials_per_gpu: int, workers: int | None) -> list[Slot]:
+    """Where worker processes go.
+
+    With GPUs (``gpus`` given, else every visible one): ``trials_per_gpu`` processes per GPU,
+    or ``workers`` processes spread round-robin over them. Without: ``workers`` (default 1)
+    processes on the CPU.
+    """
+    if gpus is None:
+        import torch
+
+        if torch.cuda.is_available():
+            gpus = [str(i) for i in range(torch.cuda.device_count())]
+    if not gpus:
+        return [Slot(i, None) for i in range(workers or 1)]
+    n = workers or len(gpus) * trials_per_gpu
+    return [Slot(i, gpus[i % len(gpus)]) for i in range(n)]
+
+
+@dataclass
+class Progress:
+    """Counts of a study's trials by state, and the best value so far."""
+
+    complete: int = 0
+    pruned: int = 0
+    failed: int = 0
+    running: int = 0
+    waiting: int = 0
+    best: float | None = None
+    best_trial: int | None = None
+
+    @classmethod
+    def of(cls, study: optuna.Study) -> Progress:
+        trials = study.get_trials(deepcopy=False)
+        count = lambda state: sum(t.state == state for t in trials)  # noqa: E731
+        p = cls(count(TrialState.COMPLETE), count(TrialState.PRUNED), count(TrialState.FAIL),
+                count(TrialState.RUNNING), count(TrialState.WAITING))
+        if p.complete:
+            best = study.best_trial
+            p.best, p.best_trial = best.value, best.number
+        return p
+
+    def line(self, budget: int) -> str:
+        best = "-" if self.best is None else f"{self.best:.4f} (trial {self.best_trial})"
+        queued = f", {self.waiting} queued" if self.waiting else ""
+        return (f"[hpo] {self.complete + self.pruned}/{budget} finished: {self.complete} "
+                f"complete, {self.pruned} pruned, {self.failed} failed, {self.running} "
+                f"running{queued}; best {best}")
+
+
+def _worker_main(url: str, name: str, checkpoint_dir: str | None, n_trials: int | None,
+                 timeout: float | None, slot: Slot, threads: int) -> None:
+    if slot.gpu is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = slot.gpu  # before anything initializes CUDA
+    try:
+        run_worker(url, name, checkpoint_dir, n_trials=n_trials, timeout=timeout,
+                   worker_index=slot.index, threads=threads)
+    except UserError as e:
+        print(f"hpo worker {slot.index}: error: {e}", file=sys.stderr)
+        sys.exit(2)
+
+
+class _Signalled(Exception):
+    def __init__(self, signum: int) -> None:
+        self.signum = signum
+
+
+def run_pool(
+    storage_url: str,
+    study_name: str,
+    slots: list[Slot],
+    *,
+    checkpoint_dir: Path | None,
+    liveness: Liveness,
+    n_trials: int,
+    timeout: float | None = None,
+    out: TextIO | None = None,
+) -> int:
+    """Runs one worker process per slot until they end; returns the exit status.
+
+    0: the workers finished (or were stopped by SIGTERM: a clean preemption); 130: SIGINT;
+    1: a worker died (its trial is requeued); 2: a worker refused its input.
+    """
+    out = out or sys.stderr
+    study = optuna.load_study(study_name=study_name, storage=open_storage(storage_url))
+    ctx = multiprocessing.get_context("spawn")
+    threads = default_threads(len(slots))
+    procs = [
+        ctx.Process(target=_worker_main, name=f"hpo-worker-{s.index}",
+                    args=(storage_url, study_name, str(checkpoint_dir) if checkpoint_dir else None,
+                          n_trials, timeout, s, threads))
+        for s in slots
+    ]
+    previous = signal.signal(signal.SIGTERM, _raise_signalled)
+    for p in procs:
+        p.start()
+    status = 0
+    try:
+        last = ""
+        while any(p.is_alive() for p in procs):
+            time.sleep(1.0)
+            line = Progress.of(study).line(n_trials)
+            if line != last:
+                print(line, file=out, flush=True)
+                last = line
+    except (KeyboardInterrupt, _Signalled) as e:
+        status = 0 if isinstance(e, _Signalled) else 130
+        print("[hpo] stopping workers: running trials checkpoint and are queued to resume",
+              file=out, flush=True)
+        _stop(procs)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    dead = [p for p in procs if p.exitcode not in (0, 2, None)]
+    if dead:
+        _requeue_orphans(study, {p.pid for p in dead if p.pid}, liveness)
+        if status == 0:
+            status = 1
+            codes = ", ".join(f"{p.name}: {p.exitcode}" for p in dead)
+            print(f"[hpo] a worker died ({codes}); its trial is queued to resume",
+                  file=out, flush=True)
+    elif status == 0 and any(p.exitcode == 2 for p in procs):
+        status = 2
+    print(Progress.of(study).line(n_trials), file=out, flush=True)
+    return status
+
+
+def _raise_signalled(signum: int, frame: object) -> None:
+    raise _Signalled(signum)
+
+
+def _stop(procs: list[multiprocessing.process.BaseProcess]) -> None:
+    """SIGTERM to each worker still alive, up to 30 s to checkpoint, then SIGKILL."""
+    for p in procs:
+        if p.is_alive() and p.pid:
+            try:
+                os.kill(p.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+    deadline = time.monotonic() + 30
+    for p in procs:
+        p.join(max(0.0, deadline - time.monotonic()))
+        if p.is_alive():
+            p.kill()
+            p.join()
+
+
+def _requeue_orphans(study: optuna.Study, pids: set[int], liveness: Liveness) -> None:
+    """Fails and retries every trial that one of our dead workers left RUNNING."""
+    host = socket.gethostname()
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if t.user_attrs.get("host") == host and t.user_attrs.get("worker_pid") in pids:
+            requeue(study, t.number, liveness, reason="its worker process died; queued to resume")
