@@ -1,0 +1,282 @@
+"""Distributed studies on a real PostgreSQL: many workers, kills, preemption, restarts."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+import sqlalchemy
+from optuna.trial import TrialState
+
+from hpo.study import open_storage
+from hpo.study._storage import CONNECTIONS_PER_PROCESS, Liveness, driver_url
+from tests.conftest import REPO, run_hpo, write_spec
+
+FIXED = """
+optimizer = "nesterov"
+schedule = "cosine"
+lr = 0.05
+weight_decay = 5e-4
+"""
+# ~1-2 s per epoch on one CPU core: slow enough to kill a worker between two epochs.
+SLOW_DATA = """
+[data]
+name = "synthetic"
+channels = 3
+size = 32
+train_size = 2000
+test_size = 100
+"""
+
+
+def _slow_spec(tmp: Path, epochs: int = 4, n_trials: int = 1, search: str = FIXED) -> Path:
+    spec = write_spec(tmp, n_trials=n_trials, epochs=epochs, search=search)
+    text = spec.read_text().replace('[data]\nname = "digits"\nval_fraction = 0.2\n', SLOW_DATA)
+    text = text.replace("[study]\n", "[study]\nheartbeat_interval = 1\ngrace_period = 4\n")
+    text = text.replace("width = 4", "width = 16")
+    spec.write_text(text)
+    return spec
+
+
+def _study(url: str, name: str) -> optuna.Study:
+    return optuna.load_study(study_name=name, storage=open_storage(url))
+
+
+def _popen_worker(tmp: Path, url: str, name: str, *extra: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "hpo", "worker", "--study", name, "--storage", url,
+         "--checkpoint-dir", str(tmp / "ckpt"), *extra],
+        cwd=tmp, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True, env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+
+
+def _wait_for_epochs(url: str, name: str, n: int, timeout: float = 180
+                     ) -> optuna.trial.FrozenTrial:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for t in _study(url, name).get_trials(states=(TrialState.RUNNING,)):
+            if len(t.intermediate_values) >= n:
+                return t
+        time.sleep(0.05)
+    raise AssertionError(f"no trial reached {n} epochs")
+
+
+@pytest.fixture
+def pg_study(pg_url: str, study_name: str):
+    yield pg_url, study_name
+    try:
+        optuna.delete_study(study_name=study_name, storage=open_storage(pg_url))
+    except KeyError:
+        pass
+
+
+def test_four_workers_finish_the_budget_and_leave_nothing_behind(tmp_path, pg_study) -> None:
+    url, name = pg_study
+    spec = write_spec(tmp_path, n_trials=8, epochs=2)
+    assert run_hpo("create", str(spec), "--storage", url, "--study-name", name,
+                   cwd=tmp_path).returncode == 0
+    result = run_hpo("worker", "--study", name, "--storage", url, "--workers", "4",
+                     "--checkpoint-dir", str(tmp_path / "ckpt"), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    trials = _study(url, name).get_trials()
+    states = [t.state for t in trials]
+    assert TrialState.RUNNING not in states and TrialState.WAITING not in states
+    assert 8 <= sum(s in (TrialState.COMPLETE, TrialState.PRUNED) for s in states) <= 8 + 3
+    assert all(t.user_attrs.get("stop_reason") for t in trials)
+    assert len({t.user_attrs["worker_pid"] for t in trials}) == 4
+    # retention: only the best 3 complete trials keep a checkpoint
+    kept = sorted((tmp_path / "ckpt" / name).glob("trial-*.pt"))
+    complete = sorted((t for t in trials if t.state == TrialState.COMPLETE),
+                      key=lambda t: -t.value)
+    assert {p.name for p in kept} == {f"trial-{t.number}.pt" for t in complete[:3]}
+
+
+def test_killed_worker_trial_resumes_from_its_checkpoint_with_the_same_result(
+    tmp_path, pg_study
+) -> None:
+    url, name = pg_study
+    spec = _slow_spec(tmp_path, epochs=4)
+    assert run_hpo("create", str(spec), "--storage", url, "--study-name", name,
+                   cwd=tmp_path).returncode == 0
+    victim = _popen_worker(tmp_path, url, name)
+    killed = _wait_for_epochs(url, name, 2)
+    os.killpg(victim.pid, signal.SIGKILL)  # the machine dies: no handler runs
+    victim.wait()
+    time.sleep(0.5)
+    assert len(_study(url, name).trials[killed.number].intermediate_values) == 2
+    assert _study(url, name).trials[killed.number].state == TrialState.RUNNING
+
+    # A new worker finds the stale trial, fails it and runs its retry from the checkpoint, and
+    # one fresh trial of the same fixed config: the uninterrupted reference.
+    result = run_hpo("worker", "--study", name, "--storage", url, "--n-trials", "2",
+                     "--checkpoint-dir", str(tmp_path / "ckpt"), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    trials = _study(url, name).get_trials()
+    assert trials[killed.number].state == TrialState.FAIL
+    retries = [t for t in trials if t.system_attrs.get("failed_trial") == killed.number]
+    (retry,) = retries
+    reference = next(t for t in trials if t.number not in (killed.number, retry.number))
+    assert retry.state == reference.state == TrialState.COMPLETE
+    assert retry.user_attrs["resumed_from_epoch"] == 2  # trained epochs 3 and 4 only
+    assert retry.value == reference.value  # bit for bit
+    assert retry.intermediate_values == reference.intermediate_values
+    assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+
+
+def test_sigterm_checkpoints_exits_0_and_another_worker_resumes(tmp_path, pg_study) -> None:
+    url, name = pg_study
+    spec = _slow_spec(tmp_path, epochs=3)
+    assert run_hpo("create", str(spec), "--storage", url, "--study-name", name,
+                   cwd=tmp_path).returncode == 0
+    worker = _popen_worker(tmp_path, url, name)
+    first = _wait_for_epochs(url, name, 1)
+    sent = time.monotonic()
+    os.killpg(worker.pid, signal.SIGTERM)  # what Slurm and Kubernetes send on preemption
+    worker.communicate(timeout=30)
+    assert worker.returncode == 0 and time.monotonic() - sent < 30
+    trials = _study(url, name).get_trials()
+    assert trials[first.number].state == TrialState.FAIL
+    assert "checkpointed and queued to resume" in trials[first.number].user_attrs["stop_reason"]
+    assert [t.state for t in trials if t.number != first.number] == [TrialState.WAITING]
+
+    result = run_hpo("worker", "--study", name, "--storage", url,
+                     "--checkpoint-dir", str(tmp_path / "ckpt"), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    retry = next(t for t in _study(url, name).get_trials()
+                 if t.system_attrs.get("failed_trial") == first.number)
+    assert retry.state == TrialState.COMPLETE and retry.user_attrs["resumed_from_epoch"] >= 1
+    assert sorted(retry.intermediate_values) == [1, 2, 3]
+
+
+def test_postgresql_restart_mid_study_loses_nothing(tmp_path, pg_study) -> None:
+    url, name = pg_study
+    spec = _slow_spec(tmp_path, epochs=3, n_trials=4, search=FIXED)
+    assert run_hpo("create", str(spec), "--storage", url, "--study-name", name,
+                   cwd=tmp_path).returncode == 0
+    workers = _popen_worker(tmp_path, url, name, "--workers", "2")
+    _wait_for_epochs(url, name, 1)
+    cluster = os.listdir("/etc/postgresql")[0]
+    subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", cluster, "main", "restart"],
+                   check=True, timeout=60)
+    _, err = workers.communicate(timeout=300)
+    assert workers.returncode == 0, err[-3000:]
+    assert "Traceback" not in err
+    trials = _study(url, name).get_trials()
+    assert sum(t.state == TrialState.COMPLETE for t in trials) >= 4
+    assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+
+
+def _fake_worker(url: str, name: str, n_trials: int) -> None:
+    storage = open_storage(url, Liveness(heartbeat_interval=1, grace_period=5, max_retry=1))
+    study = optuna.load_study(study_name=name, storage=storage)
+
+    def objective(trial: optuna.Trial) -> float:
+        x = trial.suggest_float("x", -1, 1)
+        for step in range(3):
+            trial.report(x * step, step)
+            time.sleep(0.1)
+        return x * x
+
+    study.optimize(objective, n_trials=n_trials)
+
+
+def _connections(engine: sqlalchemy.engine.Engine) -> int:
+    with engine.connect() as conn:
+        return conn.execute(sqlalchemy.text(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+        )).scalar()
+
+
+def test_32_workers_stay_within_the_documented_connection_count(pg_study) -> None:
+    url, name = pg_study
+    optuna.create_study(study_name=name, storage=open_storage(url))
+    engine = sqlalchemy.create_engine(driver_url(url), poolclass=sqlalchemy.pool.NullPool)
+    baseline = _connections(engine)
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_fake_worker, args=(url, name, 4)) for _ in range(32)]
+    for p in procs:
+        p.start()
+    peak = 0
+    while any(p.is_alive() for p in procs):
+        peak = max(peak, _connections(engine) - baseline)
+        time.sleep(0.1)
+    assert all(p.exitcode == 0 for p in procs)
+    assert len(_study(url, name).get_trials(states=(TrialState.COMPLETE,))) == 128
+    assert 0 < peak <= 32 * CONNECTIONS_PER_PROCESS  # documented: 2 per worker process
+
+
+def test_workers_through_the_grpc_proxy(tmp_path, pg_study) -> None:
+    url, name = pg_study
+    port = 13000 + os.getpid() % 1000
+    proxy = subprocess.Popen([sys.executable, "-m", "hpo", "proxy", "--storage", url,
+                              "--port", str(port)], cwd=tmp_path, stderr=subprocess.PIPE,
+                             text=True)
+    try:
+        spec = write_spec(tmp_path, n_trials=3, epochs=1)
+        result = run_hpo("launch", str(spec), "--storage", f"grpc://127.0.0.1:{port}",
+                         "--study-name", name, "--workers", "2", cwd=tmp_path)
+        assert result.returncode == 0, result.stderr[-2000:]
+    finally:
+        proxy.terminate()
+        proxy.wait(timeout=30)
+    finished = _study(url, name).get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED))
+    assert len(finished) >= 3
+
+
+def test_status_lists_studies_and_running_trials(tmp_path, pg_study) -> None:
+    url, name = pg_study
+    spec = _slow_spec(tmp_path, epochs=3)
+    assert run_hpo("create", str(spec), "--storage", url, "--study-name", name,
+                   cwd=tmp_path).returncode == 0
+    worker = _popen_worker(tmp_path, url, name)
+    try:
+        _wait_for_epochs(url, name, 1)
+        result = run_hpo("status", "--storage", url, "--study", name, cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        assert "1 running" in result.stdout and "last heartbeat" in result.stdout
+        assert " s ago" in result.stdout and "cpu" in result.stdout
+        listing = run_hpo("status", "--storage", url, cwd=tmp_path).stdout
+        assert name in listing and "hpo spec" in listing
+    finally:
+        os.killpg(worker.pid, signal.SIGTERM)
+        worker.communicate(timeout=30)
+
+
+@pytest.mark.parametrize("case", ["unreachable", "unknown-role", "unknown-study",
+                                  "foreign-study", "unwritable-checkpoints"])
+def test_bad_input_gives_one_line_and_exit_2(tmp_path, pg_study, case: str) -> None:
+    url, name = pg_study
+    args = ["worker", "--study", name, "--storage", url,
+            "--checkpoint-dir", str(tmp_path / "ckpt")]
+    expect = ""
+    if case == "unreachable":
+        args[4] = "postgresql://hpo:s3cret@127.0.0.1:1/test"
+        expect = "postgresql://hpo:***@127.0.0.1:1/test: cannot open"
+    elif case == "unknown-role":
+        args[4] = url.replace("postgres@", "nobody:s3cret@")
+        expect = 'role "nobody" does not exist'
+    elif case == "unknown-study":
+        expect = f"no study named {name!r}"
+    elif case == "foreign-study":
+        optuna.create_study(study_name=name, storage=open_storage(url))
+        expect = "has no hpo spec"
+    else:
+        spec = write_spec(tmp_path)
+        run_hpo("create", str(spec), "--storage", url, "--study-name", name, cwd=tmp_path)
+        blocker = tmp_path / "ckpt"
+        blocker.write_text("a file where the directory should be")
+        expect = "checkpoint directory"
+    result = run_hpo(*args, cwd=tmp_path)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("hpo: error: ") and expect in lines[0], \
+        result.stderr
+    assert "s3cret" not in result.stderr
