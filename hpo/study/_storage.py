@@ -208,9 +208,13 @@ def open_storage(url: str, liveness: Liveness | None = None) -> optuna.storages.
 
 
 def _grpc_proxy(host: str, port: int, shown: str) -> optuna.storages.BaseStorage:
+    import warnings
+
     import grpc
 
-    proxy = optuna.storages.GrpcStorageProxy(host=host, port=port)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        proxy = optuna.storages.GrpcStorageProxy(host=host, port=port)
     try:
         proxy.wait_server_ready(timeout=10)
     except (grpc.FutureTimeoutError, grpc.RpcError) as e:
