@@ -85,6 +85,157 @@ def _proxy(args: argparse.Namespace) -> int:
     return 0
 
 
+def _open_study(args: argparse.Namespace, name: str):
+    """(study, storage URL) for a review command; unknown studies fail clearly."""
+    from hpo.study import load_spec_from_study, open_storage, resolve_url
+
+    url = resolve_url(args.storage)
+    storage = open_storage(url)
+    try:
+        study, _ = load_spec_from_study(storage, url, name)
+    except UserError as e:
+        if "has no hpo spec" not in str(e):
+            raise
+        import optuna
+
+        study = optuna.load_study(study_name=name, storage=storage)  # plain Optuna studies too
+    return study, url
+
+
+def _write(text: str, out: str | None) -> None:
+    if out is None:
+        sys.stdout.write(text)
+        return
+    try:
+        Path(out).write_text(text)
+    except OSError as e:
+        raise UserError(f"--out {out}: cannot write ({e.strerror})") from None
+    print(f"wrote {out}", file=sys.stderr)
+
+
+def _report(args: argparse.Namespace) -> int:
+    from hpo.review import build_report, to_html, to_json, to_markdown, to_text
+    from hpo.study import redact
+
+    study, url = _open_study(args, args.study)
+    report = build_report(study, redact(url), args.top)
+    out = Path(args.out) if args.out else None
+    if out is not None and not out.parent.is_dir():
+        raise UserError(f"--out {out}: directory {out.parent} does not exist")
+    render = {"text": to_text, "markdown": to_markdown, "json": to_json}
+    text = (to_html(report, study, out) if args.format == "html"
+            else render[args.format](report))
+    _write(text, args.out)
+    return 0
+
+
+def _compare(args: argparse.Namespace) -> int:
+    import json
+
+    from hpo.review import build_report, compare_tables, compare_text
+    from hpo.study import redact
+
+    reports = []
+    for name in args.studies:
+        study, url = _open_study(args, name)
+        reports.append(build_report(study, redact(url)))
+    if args.format == "json":
+        tables = [{"title": t, "headers": h, "rows": r} for t, h, r in compare_tables(reports)]
+        _write(json.dumps(tables, indent=2) + "\n", args.out)
+    else:
+        _write(compare_text(reports, markdown=args.format == "markdown"), args.out)
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from hpo.review import export_study
+    from hpo.study import redact
+
+    study, url = _open_study(args, args.study)
+    for path in export_study(study, redact(url), args.top, args.format, Path(args.out)):
+        print(path)
+    return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    import dataclasses
+    import statistics
+
+    import torch
+
+    from hpo.review import load_recipe
+    from hpo.training import pick_device, train
+
+    recipe = load_recipe(args.file)
+    device = pick_device()
+    if device.type == "cpu" and recipe.cpu_threads:
+        torch.set_num_threads(recipe.cpu_threads)  # float sums depend on the thread count
+    values = []
+    for i in range(args.seeds):
+        config = dataclasses.replace(recipe.config, seed=recipe.config.seed + i)
+        result = train(config, device=device)
+        if result.status != "completed":
+            print(f"seed {config.seed}: {result.stop_reason}")
+            return 1
+        value = getattr(result.history[-1], recipe.metric)
+        values.append(value)
+        print(f"seed {config.seed}: {recipe.metric} {value:.6f} after {result.epochs_run} "
+              f"epochs, {result.wall_time_s:.1f} s on {result.device}")
+    if len(values) > 1:
+        print(f"mean {statistics.fmean(values):.6f}, std {statistics.stdev(values):.6f} "
+              f"over {len(values)} seeds")
+    if not args.verify:
+        return 0
+    if recipe.value is None:
+        raise UserError(f"{args.file}: metric.value: missing; nothing to verify against")
+    tolerance = args.tolerance
+    if tolerance is None:  # CPU training is deterministic; GPU kernels are not, quite
+        tolerance = 0.0 if device.type == "cpu" and recipe.device == "cpu" else 0.01
+    diff = abs(values[0] - recipe.value)
+    if diff <= tolerance:
+        print(f"verified: {recipe.metric} {values[0]:.6f} matches the exported "
+              f"{recipe.value:.6f} (difference {diff:.2g} <= tolerance {tolerance:g})")
+        return 0
+    print(f"verify failed: {recipe.metric} {values[0]:.6f} differs from the exported "
+          f"{recipe.value:.6f} by {diff:.6f} (tolerance {tolerance:g})", file=sys.stderr)
+    return 1
+
+
+def _replicate(args: argparse.Namespace) -> int:
+    from hpo.review import build_report, to_text
+    from hpo.study import (
+        enqueue_replicates,
+        load_spec_from_study,
+        open_storage,
+        redact,
+        resolve_url,
+        run_pool,
+    )
+
+    url = resolve_url(args.storage)
+    study, spec = load_spec_from_study(open_storage(url), url, args.study)
+    queued = enqueue_replicates(study, args.top, args.seeds, spec.base.seed)
+    print(f"[hpo] {queued} replicate trial(s) queued", file=sys.stderr)
+    status = run_pool(url, args.study, _slots(args), checkpoint_dir=_checkpoint_dir(args, url),
+                      liveness=spec.liveness, n_trials=1, timeout=args.timeout)
+    report = build_report(study, redact(url), args.top)
+    text = to_text(report)
+    print(text[text.index("Replicates"):] if "Replicates" in text else text)
+    return status
+
+
+def _dashboard(args: argparse.Namespace) -> int:
+    from hpo.review import serve_dashboard
+    from hpo.study import open_storage, redact, resolve_checkpoint_dir, resolve_url
+
+    url = resolve_url(args.storage)
+    root = resolve_checkpoint_dir(args.checkpoint_dir, url)
+    print(f"[hpo] optuna-dashboard for {redact(url)} on http://{args.host}:{args.port}/",
+          file=sys.stderr, flush=True)
+    serve_dashboard(open_storage(url), root / "artifacts", args.host, args.port)
+    return 0
+
+
 def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -147,6 +298,54 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--study", help="show this study's running trials")
     _storage_arg(p)
     p.set_defaults(func=_status)
+
+    p = sub.add_parser("report", help="top configurations, factor tables, compute, curves")
+    p.add_argument("study", help="study name")
+    _storage_arg(p)
+    p.add_argument("--top", type=_positive_int, default=5, help="configurations to list")
+    p.add_argument("--format", choices=("text", "markdown", "json", "html"), default="text")
+    p.add_argument("--out", help="write here instead of standard output")
+    p.set_defaults(func=_report)
+
+    p = sub.add_parser("compare", help="factor tables of several studies side by side")
+    p.add_argument("studies", nargs="+", help="study names")
+    _storage_arg(p)
+    p.add_argument("--format", choices=("text", "markdown", "json"), default="text")
+    p.add_argument("--out", help="write here instead of standard output")
+    p.set_defaults(func=_compare)
+
+    p = sub.add_parser("export", help="the best configurations as files to retrain")
+    p.add_argument("study", help="study name")
+    _storage_arg(p)
+    p.add_argument("--top", type=_positive_int, default=1, help="configurations to export")
+    p.add_argument("--format", choices=("yaml", "json"), default="yaml")
+    p.add_argument("--out", default="exports", help="directory (default: exports)")
+    p.set_defaults(func=_export)
+
+    p = sub.add_parser("train", help="retrain an exported configuration (no study needed)")
+    p.add_argument("file", help="a file written by hpo export")
+    p.add_argument("--seeds", type=_positive_int, default=1,
+                   help="train with seeds seed, seed+1, ...")
+    p.add_argument("--verify", action="store_true",
+                   help="exit 1 unless the first seed reproduces the exported metric")
+    p.add_argument("--tolerance", type=float,
+                   help="allowed difference (default: 0 for CPU to CPU, else 0.01)")
+    p.set_defaults(func=_train)
+
+    p = sub.add_parser("replicate", help="retrain the top configurations with new seeds")
+    p.add_argument("study", help="study name")
+    p.add_argument("--top", type=_positive_int, default=3, help="configurations to replicate")
+    p.add_argument("--seeds", type=_positive_int, default=3, help="new seeds per configuration")
+    _run_args(p)
+    p.set_defaults(func=_replicate)
+
+    p = sub.add_parser("dashboard", help="optuna-dashboard with trial notes and figures")
+    _storage_arg(p)
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default: this machine only)")
+    p.add_argument("--port", type=_positive_int, default=8080)
+    p.add_argument("--checkpoint-dir", help="checkpoint store whose artifacts/ to serve")
+    p.set_defaults(func=_dashboard)
 
     p = sub.add_parser("proxy", help="serve the storage to workers over gRPC")
     _storage_arg(p)

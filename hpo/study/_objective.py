@@ -13,6 +13,7 @@ checkpoint at the step boundary, ends FAIL and queues its retry, which resumes f
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import socket
@@ -24,6 +25,7 @@ import optuna
 import torch
 
 from hpo.study._checkpoints import CheckpointStore
+from hpo.study._notes import attach
 from hpo.study._space import suggest_config
 from hpo.study._spec import StudySpec
 from hpo.study._storage import Liveness, requeue
@@ -62,18 +64,27 @@ class Objective:
     def __init__(self, spec: StudySpec, device: torch.device,
                  should_stop: Callable[[], bool] | None = None,
                  checkpoints: CheckpointStore | None = None,
-                 liveness: Liveness | None = None) -> None:
+                 liveness: Liveness | None = None,
+                 artifacts: optuna.artifacts.FileSystemArtifactStore | None = None) -> None:
         self.spec = spec
         self.device = device
         self.should_stop = should_stop
         self.checkpoints = checkpoints
         self.liveness = liveness or Liveness()
+        self.artifacts = artifacts
         self._data: Data | None = None
+        self._data_with_test: Data | None = None
 
     def __call__(self, trial: optuna.Trial) -> float:
         spec = self.spec
         config = suggest_config(trial, spec.space, spec.base)
+        # A replicate (hpo replicate) reruns a finished trial's params with a new seed, is never
+        # pruned, and is the one place where the test split is evaluated.
+        replicate = "replicate_of" in trial.user_attrs
+        if replicate:
+            config = dataclasses.replace(config, seed=int(trial.user_attrs["replicate_seed"]))
         trial.set_user_attr("config", config.to_dict())
+        trial.set_user_attr("cpu_threads", torch.get_num_threads())
         trial.set_user_attr("host", socket.gethostname())
         trial.set_user_attr("worker_pid", os.getpid())
         trial.set_user_attr("device", str(self.device))
@@ -82,7 +93,7 @@ class Objective:
         def on_epoch(m: EpochMetrics) -> str | None:
             try:
                 value = self._record_epoch(trial, m, curve)
-                if trial.should_prune():
+                if not replicate and trial.should_prune():
                     return f"pruned by the {spec.pruner} pruner after epoch {m.epoch} " \
                            f"({spec.metric} {value:.4f})"
             except optuna.exceptions.UpdateFinishedTrialError:
@@ -99,10 +110,8 @@ class Objective:
                 trial.set_user_attr("resumed_from_epoch", len(resume["history"]))
                 for m in resume["history"]:  # the checkpoint is the truth; fill missing reports
                     self._record_epoch(trial, EpochMetrics(**m), curve)
-            if self._data is None:
-                self._data = load_data(spec.base.data)
-            result = train(config, self._data, on_epoch, self.device, self.should_stop,
-                           resume=resume, save_state=save)
+            result = train(config, self._load_data(replicate), on_epoch, self.device,
+                           self.should_stop, resume=resume, save_state=save)
         except TrialAbandoned:
             _log.warning("trial %d was declared stale by another worker and retried; this "
                          "worker's late run is dropped without writing", trial.number)
@@ -119,9 +128,21 @@ class Objective:
             trial.study.stop()
             raise TrialInterrupted(result.stop_reason)
         trial.set_user_attr("stop_reason", result.stop_reason)
+        if result.test_accuracy is not None:
+            trial.set_user_attr("test_accuracy", result.test_accuracy)
+        attach(trial, self.artifacts, config.to_dict(), curve, result.stop_reason, spec.metric)
         if result.status != "completed":
             raise optuna.TrialPruned(result.stop_reason)
         return float(getattr(result.history[-1], spec.metric))
+
+    def _load_data(self, with_test: bool) -> Data:
+        if with_test:
+            if self._data_with_test is None:
+                self._data_with_test = load_data(self.spec.base.data, with_test=True)
+            return self._data_with_test
+        if self._data is None:
+            self._data = load_data(self.spec.base.data)
+        return self._data
 
     def _record_epoch(self, trial: optuna.Trial, m: EpochMetrics,
                       curve: dict[str, list[float]]) -> float:

@@ -22,7 +22,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from hpo.errors import UserError
-from hpo.study._checkpoints import CheckpointStore
+from hpo.study._checkpoints import CheckpointStore, artifact_store
 from hpo.study._objective import Objective, TrialAbandoned, TrialInterrupted
 from hpo.study._samplers import build_pruner, build_sampler
 from hpo.study._spec import StudySpec, parse_spec
@@ -75,7 +75,8 @@ class Budget:
 
     def met(self, study: optuna.Study) -> bool:
         trials = study.get_trials(deepcopy=False)
-        finished = sum(t.state in FINISHED for t in trials)
+        finished = sum(t.state in FINISHED and "replicate_of" not in t.user_attrs
+                       for t in trials)
         retried = {n for t in trials for n in t.system_attrs.get("retry_history", [])}
         errors = sum(t.state == TrialState.FAIL and t.number not in retried for t in trials)
         return finished >= self.n_trials or errors >= self.n_trials
@@ -139,10 +140,11 @@ def run_worker(
     if isinstance(plain, optuna.storages.RDBStorage):
         plain.engine.dispose()  # reopened below with heartbeats; keep the connection count low
     storage = open_storage(storage_url, spec.liveness)
-    store = None
+    store, artifacts = None, None
     if checkpoint_dir is not None:
         store = CheckpointStore(Path(checkpoint_dir), study_name)
         store.check_writable()
+        artifacts = artifact_store(Path(checkpoint_dir))
     seed = None if spec.seed is None else spec.seed + worker_index
     study = optuna.load_study(
         study_name=study_name, storage=storage,
@@ -150,7 +152,7 @@ def run_worker(
         pruner=build_pruner(spec.pruner, spec.pruner_options),
     )
     budget = Budget(n_trials or spec.n_trials, stop_flag)
-    objective = Objective(spec, pick_device(), stop_flag, store, spec.liveness)
+    objective = Objective(spec, pick_device(), stop_flag, store, spec.liveness, artifacts)
     deadline = None if timeout is None else time.monotonic() + timeout
     callbacks = [budget]
     if store is not None:

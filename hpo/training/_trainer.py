@@ -54,6 +54,8 @@ class TrainResult:
     wall_time_s: float = 0.0
     history: list[EpochMetrics] = field(default_factory=list)
     resumed_from_epoch: int | None = None
+    test_loss: float | None = None
+    test_accuracy: float | None = None
 
     @property
     def epochs_run(self) -> int:
@@ -104,6 +106,7 @@ def train(
         config: the run; ``config.seed`` fixes weights, shuffling and augmentation, so two runs
             on the CPU give identical metrics.
         data: preloaded splits (workers load once per process); loaded from ``config`` if None.
+            When it holds a test split, the final model is evaluated on it once, at the end.
         on_epoch: called with each epoch's metrics; returning a string stops the run with that
             string as the reason.
         device: where to train; :func:`pick_device` when None.
@@ -225,5 +228,9 @@ def train(
         if reason:
             result.status, result.stop_reason = "stopped", reason
             break
+    if data.test is not None and result.status == "completed":
+        test_batches = DeviceBatches(data.test, max(config.batch_size, 512), device, data.mean,
+                                     data.std, train=False, channels_last=cuda)
+        result.test_loss, result.test_accuracy = evaluate(model, test_batches, autocast)
     result.wall_time_s = time.perf_counter() - start
     return result

@@ -1,0 +1,47 @@
+"""``hpo compare``: the factor tables of several studies side by side.
+
+Rows are the union of the levels the studies tried (an optimizer one study never tried shows
+``-``), so ResNet-20 and ResNet-56, or CIFAR-10 and CIFAR-100, line up on shared dimensions.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hpo.review._render import _f, _text_table
+
+AXES = ("optimizer", "schedule", "init", "weight_decay_band")
+
+
+def compare_tables(reports: list[dict[str, Any]]) -> list[tuple[str, list[str], list[list[str]]]]:
+    """Per axis: (title, headers, rows) with one 'best / median (trials)' column per study."""
+    out = []
+    for axis in AXES:
+        levels = sorted({lvl for r in reports for lvl in r["factors"][axis]})
+        headers = [axis] + [r["study"] for r in reports]
+        rows = []
+        for lvl in levels:
+            row = [lvl]
+            for r in reports:
+                s = r["factors"][axis].get(lvl)
+                row.append("-" if s is None else
+                           f"{_f(s['best'])} / {_f(s['median'])} ({s['trials']})")
+            rows.append(row)
+        out.append((f"By {axis.replace('_', ' ')}: best / median (finished trials)",
+                    headers, rows))
+    return out
+
+
+def compare_text(reports: list[dict[str, Any]], markdown: bool = False) -> str:
+    parts = []
+    head = ", ".join(f"{r['study']} (best {_f(r['best']['value'])}, {r['metric']})"
+                     for r in reports)
+    parts.append(f"# Comparing {head}" if markdown else f"Comparing {head}")
+    for title, headers, rows in compare_tables(reports):
+        if markdown:
+            table = "| " + " | ".join(headers) + " |\n|" + "---|" * len(headers) + "\n"
+            table += "\n".join("| " + " | ".join(r) + " |" for r in rows)
+            parts.append(f"## {title}\n\n{table}")
+        else:
+            parts.append(f"{title}\n{_text_table(headers, rows)}")
+    return "\n\n".join(parts) + "\n"

@@ -1,0 +1,77 @@
+"""What a finished trial leaves for people: a Markdown note and a learning-curve figure.
+
+optuna-dashboard shows both on the trial's page (the note through ``save_note``, the figure
+through the artifact store); they are written when the trial ends, by the worker that ran it.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import optuna
+
+
+def note_markdown(number: int, config: dict[str, Any], curve: dict[str, list[float]],
+                  stop_reason: str, metric: str) -> str:
+    """The trial's recipe, how its curve went, and why it stopped."""
+    settings = {**config.get("optimizer_params", {}), **config.get("schedule_params", {})}
+    rows = "\n".join(f"| {k} | {v} |" for k, v in [
+        ("optimizer", config.get("optimizer")), ("lr", config.get("lr")),
+        ("weight decay", config.get("weight_decay")), ("schedule", config.get("schedule")),
+        ("init", config.get("init")), ("zero-init residual", config.get("zero_init_residual")),
+        ("no decay on BN/bias", config.get("no_decay_bn_bias")),
+        *((k, v) for k, v in settings.items()),
+        ("model", config.get("model", {}).get("name")), ("epochs", config.get("epochs")),
+        ("batch size", config.get("batch_size")), ("seed", config.get("seed")),
+    ])
+    acc = curve.get("val_accuracy", [])
+    summary = "no epoch finished"
+    if acc:
+        best = max(range(len(acc)), key=acc.__getitem__)
+        summary = (f"{len(acc)} epochs; val accuracy {acc[0]:.4f} -> {acc[-1]:.4f} "
+                   f"(best {acc[best]:.4f} at epoch {best + 1}); val loss "
+                   f"{curve['val_loss'][0]:.4f} -> {curve['val_loss'][-1]:.4f}")
+    return (f"## Trial {number}\n\n| setting | value |\n|---|---|\n{rows}\n\n"
+            f"**Curve:** {summary}\n\n**Stopped:** {stop_reason}\n\n**Metric:** {metric}\n")
+
+
+def curve_png(path: Path, number: int, curve: dict[str, list[float]]) -> None:
+    """Validation accuracy and losses per epoch, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = range(1, len(curve["val_accuracy"]) + 1)
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(8, 3), dpi=100)
+    ax1.plot(epochs, curve["val_accuracy"], marker="o")
+    ax1.set(title=f"trial {number}: validation accuracy", xlabel="epoch")
+    ax2.plot(epochs, curve["train_loss"], label="train")
+    ax2.plot(epochs, curve["val_loss"], label="validation")
+    ax2.set(title="loss", xlabel="epoch")
+    ax2.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def attach(trial: optuna.Trial, store: optuna.artifacts.FileSystemArtifactStore | None,
+           config: dict[str, Any], curve: dict[str, list[float]], stop_reason: str,
+           metric: str) -> None:
+    """Saves the note and, with an artifact store, uploads the curve figure."""
+    import warnings
+
+    from optuna_dashboard import save_note
+
+    save_note(trial, note_markdown(trial.number, config, curve, stop_reason, metric))
+    if store is None or not curve["val_accuracy"]:
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / f"curve-trial-{trial.number}.png"
+        curve_png(path, trial.number, curve)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            optuna.artifacts.upload_artifact(artifact_store=store, file_path=str(path),
+                                             study_or_trial=trial)

@@ -1,0 +1,42 @@
+"""``hpo replicate``: retrain the best configurations with new seeds, as ordinary trials.
+
+Each replicate is an enqueued trial with the original trial's parameters and the user
+attributes ``replicate_of`` (the original trial number) and ``replicate_seed``; workers run it
+like any trial (the dashboard shows it), never prune it, and evaluate it on the test split: the
+one place where hpo reads that split. Replicates do not count towards the study's budget.
+"""
+
+from __future__ import annotations
+
+import optuna
+from optuna.trial import TrialState
+
+from hpo.errors import UserError
+
+
+def enqueue_replicates(study: optuna.Study, top: int, seeds: int, base_seed: int) -> int:
+    """Queues ``seeds`` replicates of each of the ``top`` best complete trials.
+
+    Seeds are ``base_seed + 1000 + i``: new, and the same every time the command is run, so a
+    repeated call only adds the replicates that are missing. Returns how many were queued.
+    """
+    sign = -1 if study.direction == optuna.study.StudyDirection.MAXIMIZE else 1
+    trials = study.get_trials(deepcopy=False)
+    originals = sorted((t for t in trials if t.state == TrialState.COMPLETE
+                        and "replicate_of" not in t.user_attrs),
+                       key=lambda t: (sign * t.value, t.number))[:top]
+    if not originals:
+        raise UserError(f"study {study.study_name!r} has no complete trial to replicate")
+    have = {(t.user_attrs["replicate_of"], t.user_attrs["replicate_seed"]) for t in trials
+            if "replicate_of" in t.user_attrs and t.state != TrialState.FAIL}
+    queued = 0
+    for t in originals:
+        for i in range(seeds):
+            seed = base_seed + 1000 + i
+            if (t.number, seed) in have:
+                continue
+            study.enqueue_trial(t.params, user_attrs={"replicate_of": t.number,
+                                                      "replicate_seed": seed},
+                                skip_if_exists=False)
+            queued += 1
+    return queued
