@@ -18,11 +18,11 @@ def _checkpoint_dir(args: argparse.Namespace, storage_url: str) -> Path:
     return root
 
 
-def _slots(args: argparse.Namespace) -> list:
+def _slots(args: argparse.Namespace, raw_spec: dict) -> list:
     from hpo.study import plan_slots
 
     gpus = args.gpus.split(",") if args.gpus else None
-    return plan_slots(gpus, args.trials_per_gpu, args.workers)
+    return plan_slots(gpus, args.trials_per_gpu, args.workers, raw_spec)
 
 
 def _create(args: argparse.Namespace) -> int:
@@ -43,7 +43,7 @@ def _launch(args: argparse.Namespace) -> int:
     spec = load_spec(args.spec)
     url = resolve_url(args.storage)
     study, status = launch(
-        spec, url, args.study_name or spec.name, _slots(args),
+        spec, url, args.study_name or spec.name, _slots(args, dict(spec.raw)),
         checkpoint_dir=_checkpoint_dir(args, url), n_trials=args.n_trials, timeout=args.timeout,
     )
     print(f"\nTop 5 of study {study.study_name!r}:")
@@ -56,7 +56,8 @@ def _worker(args: argparse.Namespace) -> int:
 
     url = resolve_url(args.storage)
     _, spec = load_spec_from_study(open_storage(url), url, args.study)
-    return run_pool(url, args.study, _slots(args), checkpoint_dir=_checkpoint_dir(args, url),
+    slots = _slots(args, dict(spec.raw))
+    return run_pool(url, args.study, slots, checkpoint_dir=_checkpoint_dir(args, url),
                     liveness=spec.liveness, n_trials=args.n_trials or spec.n_trials,
                     timeout=args.timeout)
 
@@ -216,7 +217,8 @@ def _replicate(args: argparse.Namespace) -> int:
     study, spec = load_spec_from_study(open_storage(url), url, args.study)
     queued = enqueue_replicates(study, args.top, args.seeds, spec.base.seed)
     print(f"[hpo] {queued} replicate trial(s) queued", file=sys.stderr)
-    status = run_pool(url, args.study, _slots(args), checkpoint_dir=_checkpoint_dir(args, url),
+    slots = _slots(args, dict(spec.raw))
+    status = run_pool(url, args.study, slots, checkpoint_dir=_checkpoint_dir(args, url),
                       liveness=spec.liveness, n_trials=1, timeout=args.timeout)
     report = build_report(study, redact(url), args.top)
     text = to_text(report)
@@ -243,6 +245,10 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _packing(text: str) -> int | str:
+    return "auto" if text == "auto" else _positive_int(text)
+
+
 def _positive_float(text: str) -> float:
     value = float(text)
     if value <= 0:
@@ -260,8 +266,8 @@ def _run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=_positive_int,
                    help="worker processes (CPU: default 1; GPUs: round-robin over them)")
     p.add_argument("--gpus", help="GPU ids to use, e.g. 0,1 (default: every visible GPU)")
-    p.add_argument("--trials-per-gpu", type=_positive_int, default=1,
-                   help="concurrent trial processes per GPU")
+    p.add_argument("--trials-per-gpu", type=_packing, default=1,
+                   help="concurrent trial processes per GPU, or auto (measured)")
     p.add_argument("--n-trials", type=_positive_int,
                    help="total finished trials (default: the spec's study.n_trials)")
     p.add_argument("--timeout", type=_positive_float,

@@ -72,6 +72,7 @@ class Objective:
         self.checkpoints = checkpoints
         self.liveness = liveness or Liveness()
         self.artifacts = artifacts
+        self.out_of_memory = False  # set when a trial ran out of device memory
         self._data: Data | None = None
         self._data_with_test: Data | None = None
 
@@ -112,6 +113,15 @@ class Objective:
                     self._record_epoch(trial, EpochMetrics(**m), curve)
             result = train(config, self._load_data(replicate), on_epoch, self.device,
                            self.should_stop, resume=resume, save_state=save)
+        except torch.cuda.OutOfMemoryError:
+            # Too many trials share this GPU: requeue the trial (never lost) and let this
+            # worker process end, so that the GPU runs one trial fewer from now on.
+            self.out_of_memory = True
+            trial.set_user_attr("stop_reason", f"out of memory on {self.device}; queued to "
+                                               "resume at lower packing")
+            requeue(trial.study, trial.number, self.liveness, fail=False)
+            trial.study.stop()
+            raise TrialInterrupted("out of memory") from None
         except TrialAbandoned:
             _log.warning("trial %d was declared stale by another worker and retried; this "
                          "worker's late run is dropped without writing", trial.number)

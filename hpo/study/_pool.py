@@ -24,7 +24,7 @@ from optuna.trial import TrialState
 
 from hpo.errors import UserError
 from hpo.study._storage import Liveness, open_storage, requeue
-from hpo.study._worker import default_threads, run_worker
+from hpo.study._worker import EXIT_OUT_OF_MEMORY, default_threads, run_worker
 
 
 @dataclass(frozen=True)
@@ -35,12 +35,13 @@ class Slot:
     gpu: str | None
 
 
-def plan_slots(gpus: list[str] | None, trials_per_gpu: int, workers: int | None) -> list[Slot]:
+def plan_slots(gpus: list[str] | None, trials_per_gpu: int | str, workers: int | None,
+               raw_spec: dict | None = None) -> list[Slot]:
     """Where worker processes go.
 
-    With GPUs (``gpus`` given, else every visible one): ``trials_per_gpu`` processes per GPU,
-    or ``workers`` processes spread round-robin over them. Without: ``workers`` (default 1)
-    processes on the CPU.
+    With GPUs (``gpus`` given, else every visible one): ``trials_per_gpu`` processes per GPU
+    (``auto``: as many as the probe of ``raw_spec`` says fit), or ``workers`` processes spread
+    round-robin over them. Without: ``workers`` (default 1) processes on the CPU.
     """
     if gpus is None:
         import torch
@@ -49,8 +50,17 @@ def plan_slots(gpus: list[str] | None, trials_per_gpu: int, workers: int | None)
             gpus = [str(i) for i in range(torch.cuda.device_count())]
     if not gpus:
         return [Slot(i, None) for i in range(workers or 1)]
-    n = workers or len(gpus) * trials_per_gpu
-    return [Slot(i, gpus[i % len(gpus)]) for i in range(n)]
+    if workers:
+        return [Slot(i, gpus[i % len(gpus)]) for i in range(workers)]
+    per_gpu = {g: trials_per_gpu for g in gpus}
+    if trials_per_gpu == "auto":
+        from hpo.study._packing import measure_packing
+
+        per_gpu = {g: measure_packing(dict(raw_spec or {}), g) for g in gpus}
+        print("[hpo] auto packing: " + ", ".join(f"GPU {g}: {k} trials"
+                                                 for g, k in per_gpu.items()), file=sys.stderr)
+    order = [g for g in gpus for _ in range(int(per_gpu[g]))]
+    return [Slot(i, g) for i, g in enumerate(order)]
 
 
 @dataclass
@@ -89,8 +99,12 @@ def _worker_main(url: str, name: str, checkpoint_dir: str | None, n_trials: int 
     if slot.gpu is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = slot.gpu  # before anything initializes CUDA
     try:
-        run_worker(url, name, checkpoint_dir, n_trials=n_trials, timeout=timeout,
-                   worker_index=slot.index, threads=threads)
+        code = run_worker(url, name, checkpoint_dir, n_trials=n_trials, timeout=timeout,
+                          worker_index=slot.index, threads=threads)
+        if code:
+            print(f"hpo worker {slot.index}: out of memory on GPU {slot.gpu}; this worker "
+                  "stops so that the GPU runs one trial fewer", file=sys.stderr)
+            sys.exit(code)
     except UserError as e:
         print(f"hpo worker {slot.index}: error: {e}", file=sys.stderr)
         sys.exit(2)
@@ -146,7 +160,7 @@ def run_pool(
         _stop(procs)
     finally:
         signal.signal(signal.SIGTERM, previous)
-    dead = [p for p in procs if p.exitcode not in (0, 2, None)]
+    dead = [p for p in procs if p.exitcode not in (0, 2, EXIT_OUT_OF_MEMORY, None)]
     if dead:
         _requeue_orphans(study, {p.pid for p in dead if p.pid}, liveness)
         if status == 0:

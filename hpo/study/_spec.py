@@ -44,6 +44,7 @@ _DATA_RULES = {
     "crop_padding": Rule("int", bound=NON_NEGATIVE),
     "flip": Rule("bool"),
     "download": Rule("bool"),
+    "loader": Rule("str", choices=("device", "dataloader")),
 }
 # Keys that only one dataset understands; they land in DataConfig.options.
 _DATASET_OPTIONS: dict[str, dict[str, Rule]] = {
@@ -57,6 +58,7 @@ _TRAINING_RULES = {
     "seed": Rule("int", bound=NON_NEGATIVE),
     "precision": Rule("str", choices=("auto", "fp32", "bf16")),
     "label_smoothing": Rule("float", bound=UNIT_HALF_OPEN),
+    "compile": Rule("bool"),
 }
 
 

@@ -105,6 +105,11 @@ def load_spec_from_study(
     return study, parse_spec(raw, f"study {study_name!r}")
 
 
+# Exit status of a worker that stopped because its GPU ran out of memory (EX_TEMPFAIL): the
+# pool does not replace it, so the GPU runs one trial fewer.
+EXIT_OUT_OF_MEMORY = 75
+
+
 def run_worker(
     storage_url: str,
     study_name: str,
@@ -114,7 +119,7 @@ def run_worker(
     timeout: float | None = None,
     worker_index: int = 0,
     threads: int | None = None,
-) -> None:
+) -> int:
     """Runs trials of ``study_name`` until its budget (or ``timeout`` seconds) is spent.
 
     Args:
@@ -125,6 +130,9 @@ def run_worker(
         timeout: seconds after which this worker starts no new trial.
         worker_index: offsets the sampler seed so that workers do not propose the same trials.
         threads: CPU threads for torch in this process.
+
+    Returns:
+        0, or :data:`EXIT_OUT_OF_MEMORY` when a trial ran out of device memory (it is requeued).
     """
     import torch
 
@@ -157,7 +165,7 @@ def run_worker(
     callbacks = [budget]
     if store is not None:
         callbacks.append(lambda s, t: store.retain(s, spec.keep_checkpoints))
-    while not stop_flag():
+    while not stop_flag() and not objective.out_of_memory:
         optuna.storages.fail_stale_trials(study)
         waiting = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
         if budget.met(study) and not waiting:
@@ -176,6 +184,7 @@ def run_worker(
             if not str(e).startswith("Cannot tell a"):
                 raise
             _log.warning("a late result was not stored: %s (its trial was retried)", e)
+    return EXIT_OUT_OF_MEMORY if objective.out_of_memory else 0
 
 
 def default_threads(workers: int) -> int:

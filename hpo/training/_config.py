@@ -26,6 +26,9 @@ class DataConfig:
         crop_padding: pixels of zero padding before a random crop back to full size; 0 disables.
         flip: random horizontal flips.
         download: fetch cifar10/cifar100 into ``root`` when missing.
+        loader: ``device`` (the split lives on the training device, batches and augmentation
+            made there) or ``dataloader`` (torch DataLoader, CPU transforms, a host copy per
+            batch: for data that should not sit on the device).
         options: dataset-specific settings (synthetic shape, imagefolder image size).
     """
 
@@ -36,6 +39,7 @@ class DataConfig:
     crop_padding: int = 0
     flip: bool = False
     download: bool = False
+    loader: str = "device"
     options: Mapping[str, Any] = field(default_factory=dict)
 
 
@@ -67,6 +71,8 @@ class TrainConfig:
         seed: seed of weights, shuffling and augmentation.
         precision: ``auto`` (bf16 autocast on CUDA, fp32 on CPU), ``fp32`` or ``bf16``.
         label_smoothing: cross-entropy label smoothing in [0, 1).
+        compile: run the model through ``torch.compile``, compiled once per process and
+            architecture and reused by later trials (weights re-initialized in place).
     """
 
     data: DataConfig = field(default_factory=DataConfig)
@@ -85,6 +91,7 @@ class TrainConfig:
     seed: int = 0
     precision: str = "auto"
     label_smoothing: float = 0.0
+    compile: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dictionary; :meth:`from_dict` turns it back into an equal config."""

@@ -100,3 +100,62 @@ class DeviceBatches:
             x = images[i * self.batch_size : (i + 1) * self.batch_size]
             x = ((x.float() - self.mean) / self.std).contiguous(memory_format=self.memory_format)
             yield x, labels[i * self.batch_size : (i + 1) * self.batch_size]
+
+
+class HostBatches:
+    """The conventional path: a torch DataLoader with CPU transforms, one host copy per batch.
+
+    For data that should not live on the device; also the baseline that
+    ``scripts/bench_throughput.py`` measures the device path against. Same interface as
+    :class:`DeviceBatches`.
+    """
+
+    def __init__(
+        self,
+        split: Split,
+        batch_size: int,
+        device: torch.device,
+        mean: tuple[float, ...],
+        std: tuple[float, ...],
+        *,
+        train: bool,
+        crop_padding: int = 0,
+        flip: bool = False,
+        generator: torch.Generator | None = None,
+        channels_last: bool = False,
+        workers: int = 0,
+    ) -> None:
+        from torch.utils.data import DataLoader, TensorDataset
+        from torchvision.transforms import v2
+
+        steps: list[torch.nn.Module] = []
+        if train and crop_padding:
+            steps.append(v2.RandomCrop(split.images.shape[-1], padding=crop_padding))
+        if train and flip:
+            steps.append(v2.RandomHorizontalFlip())
+        steps += [v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean, std)]
+        transform = v2.Compose(steps)
+
+        class _Transformed(TensorDataset):
+            def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+                x, y = super().__getitem__(i)
+                return transform(x), y
+
+        self.labels = split.labels
+        self.loader = DataLoader(
+            _Transformed(split.images, split.labels), batch_size=batch_size, shuffle=train,
+            drop_last=train and len(split) > batch_size, num_workers=workers,
+            generator=torch.Generator().manual_seed(int(generator.initial_seed()))
+            if generator is not None else None,
+            pin_memory=device.type == "cuda",
+        )
+        self.device = device
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for x, y in self.loader:
+            x = x.to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)
+            yield x, y.to(self.device, non_blocking=True)

@@ -15,7 +15,7 @@ from torch import nn
 
 from hpo.errors import UserError
 
-Builder = Callable[[list[dict[str, Any]], float, Mapping[str, Any]], torch.optim.Optimizer]
+Builder = Callable[..., torch.optim.Optimizer]
 
 
 @dataclass(frozen=True)
@@ -28,6 +28,7 @@ class OptimizerEntry:
         lr_range: default log-uniform search range of the learning rate.
         wd_range: default log-uniform search range of the weight decay.
         params: the family's own settings and their defaults; the spec may fix or search them.
+        fused: torch has a fused (single-kernel) implementation; others use ``foreach``.
     """
 
     build: Builder
@@ -35,6 +36,7 @@ class OptimizerEntry:
     lr_range: tuple[float, float]
     wd_range: tuple[float, float]
     params: Mapping[str, Any] = field(default_factory=dict)
+    fused: bool = False
 
 
 def _betas(p: Mapping[str, Any]) -> tuple[float, float]:
@@ -45,37 +47,38 @@ _ADAM_PARAMS = {"beta1": 0.9, "beta2": 0.999, "eps": 1e-8}
 
 OPTIMIZERS: dict[str, OptimizerEntry] = {
     "sgd": OptimizerEntry(
-        lambda g, lr, p: torch.optim.SGD(g, lr=lr, momentum=p["momentum"]),
-        "l2", (1e-3, 1.0), (1e-5, 1e-3), {"momentum": 0.9},
+        lambda g, lr, p, **k: torch.optim.SGD(g, lr=lr, momentum=p["momentum"], **k),
+        "l2", (1e-3, 1.0), (1e-5, 1e-3), {"momentum": 0.9}, fused=True,
     ),
     "nesterov": OptimizerEntry(
-        lambda g, lr, p: torch.optim.SGD(g, lr=lr, momentum=p["momentum"], nesterov=True),
-        "l2", (1e-3, 1.0), (1e-5, 1e-3), {"momentum": 0.9},
+        lambda g, lr, p, **k: torch.optim.SGD(g, lr=lr, momentum=p["momentum"], nesterov=True,
+                                             **k),
+        "l2", (1e-3, 1.0), (1e-5, 1e-3), {"momentum": 0.9}, fused=True,
     ),
     "adam": OptimizerEntry(
-        lambda g, lr, p: torch.optim.Adam(g, lr=lr, betas=_betas(p), eps=p["eps"]),
-        "l2", (1e-5, 1e-2), (1e-6, 1e-3), _ADAM_PARAMS,
+        lambda g, lr, p, **k: torch.optim.Adam(g, lr=lr, betas=_betas(p), eps=p["eps"], **k),
+        "l2", (1e-5, 1e-2), (1e-6, 1e-3), _ADAM_PARAMS, fused=True,
     ),
     "adamw": OptimizerEntry(
-        lambda g, lr, p: torch.optim.AdamW(g, lr=lr, betas=_betas(p), eps=p["eps"]),
-        "decoupled", (1e-5, 1e-2), (1e-3, 0.5), _ADAM_PARAMS,
+        lambda g, lr, p, **k: torch.optim.AdamW(g, lr=lr, betas=_betas(p), eps=p["eps"], **k),
+        "decoupled", (1e-5, 1e-2), (1e-3, 0.5), _ADAM_PARAMS, fused=True,
     ),
     "nadam": OptimizerEntry(
-        lambda g, lr, p: torch.optim.NAdam(g, lr=lr, betas=_betas(p), eps=p["eps"]),
+        lambda g, lr, p, **k: torch.optim.NAdam(g, lr=lr, betas=_betas(p), eps=p["eps"], **k),
         "l2", (1e-5, 1e-2), (1e-6, 1e-3), _ADAM_PARAMS,
     ),
     "radam": OptimizerEntry(
-        lambda g, lr, p: torch.optim.RAdam(g, lr=lr, betas=_betas(p), eps=p["eps"]),
+        lambda g, lr, p, **k: torch.optim.RAdam(g, lr=lr, betas=_betas(p), eps=p["eps"], **k),
         "l2", (1e-5, 1e-2), (1e-6, 1e-3), _ADAM_PARAMS,
     ),
     "rmsprop": OptimizerEntry(
-        lambda g, lr, p: torch.optim.RMSprop(
-            g, lr=lr, alpha=p["alpha"], eps=p["eps"], momentum=p["momentum"]
+        lambda g, lr, p, **k: torch.optim.RMSprop(
+            g, lr=lr, alpha=p["alpha"], eps=p["eps"], momentum=p["momentum"], **k
         ),
         "l2", (1e-5, 1e-2), (1e-6, 1e-3), {"momentum": 0.9, "alpha": 0.99, "eps": 1e-8},
     ),
     "adagrad": OptimizerEntry(
-        lambda g, lr, p: torch.optim.Adagrad(g, lr=lr, eps=p["eps"]),
+        lambda g, lr, p, **k: torch.optim.Adagrad(g, lr=lr, eps=p["eps"], **k),
         "l2", (1e-3, 1e-1), (1e-6, 1e-3), {"eps": 1e-10},
     ),
 }
@@ -107,11 +110,17 @@ def build_optimizer(
     weight_decay: float,
     no_decay_bn_bias: bool,
     params: Mapping[str, Any],
+    accelerated: bool = False,
 ) -> torch.optim.Optimizer:
-    """The optimizer ``name`` over ``model``; unset family settings take the table's defaults."""
+    """The optimizer ``name`` over ``model``; unset family settings take the table's defaults.
+
+    ``accelerated`` (CUDA) picks torch's fused kernels where the family has them, else the
+    multi-tensor ``foreach`` path: the same arithmetic in a few kernel launches per step.
+    """
     if name not in OPTIMIZERS:
         raise UserError(f"optimizer: unknown {name!r}; allowed: {', '.join(OPTIMIZERS)}")
     entry = OPTIMIZERS[name]
     settings = {**entry.params, **params}
     groups = param_groups(model, weight_decay, no_decay_bn_bias)
-    return entry.build(groups, lr, settings)
+    speed = ({"fused": True} if entry.fused else {"foreach": True}) if accelerated else {}
+    return entry.build(groups, lr, settings, **speed)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -21,7 +22,7 @@ from torch import nn
 from hpo.training._config import TrainConfig
 from hpo.training._data import Data, load_data
 from hpo.training._init import apply_init
-from hpo.training._loader import DeviceBatches
+from hpo.training._loader import DeviceBatches, HostBatches
 from hpo.training._models import build_model
 from hpo.training._optimizers import build_optimizer
 from hpo.training._schedules import lr_at
@@ -76,12 +77,13 @@ def pick_device() -> torch.device:
 
 
 def evaluate(
-    model: nn.Module, batches: DeviceBatches, autocast: torch.autocast
+    model: nn.Module, batches: DeviceBatches | HostBatches, autocast: torch.autocast,
+    device: torch.device,
 ) -> tuple[float, float]:
     """(mean cross-entropy, accuracy) over ``batches``; one host sync at the end."""
     model.eval()
-    loss_sum = torch.zeros((), device=batches.labels.device)
-    correct = torch.zeros((), device=batches.labels.device, dtype=torch.int64)
+    loss_sum = torch.zeros((), device=device)
+    correct = torch.zeros((), device=device, dtype=torch.int64)
     with torch.no_grad(), autocast:
         for x, y in batches:
             logits = model(x).float()
@@ -89,6 +91,37 @@ def evaluate(
             correct += (logits.argmax(1) == y).sum()
     n = len(batches.labels)
     return loss_sum.item() / n, correct.item() / n
+
+
+# torch.compile'd models of this process, by architecture: compiled once, reused by every trial.
+_COMPILED: dict[tuple[object, ...], tuple[nn.Module, nn.Module]] = {}
+
+
+def _model(config: TrainConfig, data: Data, device: torch.device) -> tuple[nn.Module, nn.Module]:
+    """(the module that owns the weights, the callable to run): the same unless compiling.
+
+    A compiled model is kept per architecture; a later trial re-runs every layer's
+    ``reset_parameters`` under its own seed and then its init scheme, so compiling happens
+    once per process however many trials follow.
+    """
+    torch.manual_seed(config.seed)
+    layout = torch.channels_last if device.type == "cuda" else torch.preserve_format
+    key = (config.model, data.channels, data.num_classes, str(device))
+    if config.compile and key in _COMPILED:
+        model, compiled = _COMPILED[key]
+        for module in model.modules():
+            if hasattr(module, "reset_parameters"):
+                module.reset_parameters()  # BatchNorm also resets its running statistics
+        apply_init(model, config.init, config.zero_init_residual)
+        return model, compiled
+    model = build_model(config.model, data.channels, data.num_classes)
+    apply_init(model, config.init, config.zero_init_residual)
+    model = model.to(device, memory_format=layout)
+    if not config.compile:
+        return model, model
+    backend = os.environ.get("HPO_COMPILE_BACKEND", "inductor")
+    _COMPILED[key] = (model, torch.compile(model, backend=backend))
+    return _COMPILED[key]
 
 
 def train(
@@ -127,26 +160,26 @@ def train(
     # --- data: on the device once; shuffling and augmentation there too
     data = data or load_data(config.data)
     generator = torch.Generator(device).manual_seed(config.seed)
-    train_batches = DeviceBatches(
+    if cuda:
+        torch.backends.cudnn.benchmark = True  # fixed shapes: pick the fastest kernels once
+    batches = HostBatches if config.data.loader == "dataloader" else DeviceBatches
+    train_batches = batches(
         data.train, config.batch_size, device, data.mean, data.std, train=True,
         crop_padding=config.data.crop_padding, flip=config.data.flip,
         generator=generator, channels_last=cuda,
     )
-    val_batches = DeviceBatches(
+    val_batches = batches(
         data.val, max(config.batch_size, 512), device, data.mean, data.std, train=False,
         channels_last=cuda,
     )
 
     # --- model and its initialization (the global RNG seeds the weights)
-    torch.manual_seed(config.seed)
-    model = build_model(config.model, data.channels, data.num_classes)
-    apply_init(model, config.init, config.zero_init_residual)
-    model = model.to(device, memory_format=torch.channels_last if cuda else torch.preserve_format)
+    model, forward = _model(config, data, device)
 
     # --- optimizer; the schedule sets each group's lr before every step
     optimizer = build_optimizer(
         config.optimizer, model, config.lr, config.weight_decay, config.no_decay_bn_bias,
-        config.optimizer_params,
+        config.optimizer_params, accelerated=cuda,
     )
     steps_per_epoch = len(train_batches)
     total_steps = steps_per_epoch * config.epochs
@@ -194,7 +227,8 @@ def train(
             for group in optimizer.param_groups:
                 group["lr"] = lr
             with autocast:
-                loss = F.cross_entropy(model(x).float(), y, label_smoothing=config.label_smoothing)
+                loss = F.cross_entropy(forward(x).float(), y,
+                                       label_smoothing=config.label_smoothing)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -212,7 +246,7 @@ def train(
                 f"above {diverged_above:.3g} (10x chance level; lr {lr:.3g})"
             )
             break
-        val_loss, val_accuracy = evaluate(model, val_batches, autocast)
+        val_loss, val_accuracy = evaluate(forward, val_batches, autocast, device)
         metrics = EpochMetrics(
             epoch, train_loss, val_loss, val_accuracy, lr, time.perf_counter() - start
         )
@@ -231,6 +265,6 @@ def train(
     if data.test is not None and result.status == "completed":
         test_batches = DeviceBatches(data.test, max(config.batch_size, 512), device, data.mean,
                                      data.std, train=False, channels_last=cuda)
-        result.test_loss, result.test_accuracy = evaluate(model, test_batches, autocast)
+        result.test_loss, result.test_accuracy = evaluate(forward, test_batches, autocast, device)
     result.wall_time_s = time.perf_counter() - start
     return result

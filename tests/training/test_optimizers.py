@@ -64,3 +64,15 @@ def test_without_the_switch_every_parameter_decays() -> None:
     model = build_model(ModelConfig("resnet8"), 3, 10)
     (group,) = param_groups(model, 1e-4, no_decay_bn_bias=False)
     assert len(group["params"]) == len(list(model.parameters()))
+
+
+@pytest.mark.parametrize("name", OPTIMIZERS)
+def test_accelerated_optimizers_use_fused_or_foreach_kernels(name: str) -> None:
+    """What the trainer asks for on CUDA; torch accepts both flags on the CPU too."""
+    model = build_model(ModelConfig("resnet8", width=4), 1, 10)
+    opt = build_optimizer(name, model, 0.01, 1e-4, True, {}, accelerated=True)
+    flag = "fused" if OPTIMIZERS[name].fused else "foreach"
+    assert opt.defaults[flag] is True
+    loss = model(torch.randn(4, 1, 8, 8)).sum()
+    loss.backward()
+    opt.step()  # the kernels run

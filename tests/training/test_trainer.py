@@ -95,3 +95,37 @@ def test_resume_at_an_epoch_boundary(tmp_path) -> None:
     assert [s["next_epoch"] for s in states] == [2, 3]
     resumed = train(CONFIG, data, resume=states[-1])
     assert resumed.resumed_from_epoch == 2 and _history(resumed) == _history(reference)
+
+
+def test_dataloader_path_reaches_the_same_accuracy_within_noise() -> None:
+    import dataclasses
+    import statistics
+
+    def final(loader: str, seed: int) -> float:
+        config = dataclasses.replace(
+            CONFIG, seed=seed, epochs=4,
+            data=dataclasses.replace(CONFIG.data, loader=loader))
+        return train(config).history[-1].val_accuracy
+
+    device = [final("device", s) for s in (0, 1)]
+    host = [final("dataloader", s) for s in (0, 1)]
+    assert min(device + host) > 0.85
+    assert abs(statistics.fmean(device) - statistics.fmean(host)) < 0.04
+
+
+def test_compiled_model_is_built_once_per_architecture_and_reinitialized(monkeypatch) -> None:
+    import dataclasses
+
+    from hpo.training import _trainer
+
+    monkeypatch.setenv("HPO_COMPILE_BACKEND", "eager")  # the caching logic, minus inductor time
+    monkeypatch.setattr(_trainer, "_COMPILED", {})
+    data = load_data(CONFIG.data)
+    config = dataclasses.replace(CONFIG, compile=True, epochs=2)
+    first = train(config, data)
+    (entry,) = _trainer._COMPILED.values()
+    second = train(config, data)
+    assert list(_trainer._COMPILED.values()) == [entry]  # reused, not compiled again
+    # re-initialized under the same seed: the same run again
+    assert [m.train_loss for m in first.history] == [m.train_loss for m in second.history]
+    assert first.history[-1].val_accuracy > 0.5

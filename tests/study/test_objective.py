@@ -1,0 +1,69 @@
+"""The objective's handling of device out-of-memory, exercised on the CPU."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+import pytest
+import torch
+from optuna.trial import TrialState
+
+import hpo.study._objective as objective_module
+from hpo.study import create_or_resume, load_spec
+from hpo.study._objective import Objective
+from hpo.study._storage import Liveness
+from tests.conftest import write_spec
+
+
+def test_out_of_memory_requeues_the_trial_and_stops_the_worker(tmp_path: Path,
+                                                               monkeypatch) -> None:
+    spec = load_spec(write_spec(tmp_path, n_trials=3, epochs=1))
+    url = str(tmp_path / "s.journal")
+    study = create_or_resume(spec, url, "tiny")
+
+    def no_memory(*args, **kwargs):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(objective_module, "train", no_memory)
+    objective = Objective(spec, torch.device("cpu"), liveness=Liveness(max_retry=2))
+    study.optimize(objective, n_trials=3, catch=(Exception,))
+
+    trials = study.get_trials()
+    assert objective.out_of_memory
+    assert trials[0].state == TrialState.FAIL and len(trials) == 2  # the study stopped at once
+    assert trials[0].user_attrs["stop_reason"].startswith("out of memory on cpu; queued")
+    retry = trials[1]
+    assert retry.state == TrialState.WAITING and retry.params == trials[0].params
+    assert retry.system_attrs["failed_trial"] == 0
+
+
+def test_the_retry_runs_and_completes_once_memory_allows(tmp_path: Path, monkeypatch) -> None:
+    spec = load_spec(write_spec(tmp_path, n_trials=1, epochs=1))
+    study = create_or_resume(spec, str(tmp_path / "s.journal"), "tiny")
+    real_train = objective_module.train
+    calls = {"n": 0}
+
+    def once_out_of_memory(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory")
+        return real_train(*args, **kwargs)
+
+    monkeypatch.setattr(objective_module, "train", once_out_of_memory)
+    study.optimize(Objective(spec, torch.device("cpu")), n_trials=1, catch=(Exception,))
+    study.optimize(Objective(spec, torch.device("cpu")), n_trials=1, catch=(Exception,))
+    states = [t.state for t in study.get_trials()]
+    assert states == [TrialState.FAIL, TrialState.COMPLETE]  # the queued retry ran second
+    assert optuna.trial.TrialState.WAITING not in states
+
+
+@pytest.mark.parametrize("total,peak,expected", [
+    (80 << 30, 2 << 30, 16),   # small model on an 80 GB card: capped at 16
+    (80 << 30, 20 << 30, 3),   # 20 GB each + context: 3 fit with 10 % headroom
+    (16 << 30, 15 << 30, 1),   # never fewer than one
+])
+def test_auto_packing_arithmetic(total: int, peak: int, expected: int) -> None:
+    from hpo.study._packing import trials_that_fit
+
+    assert trials_that_fit(total, peak) == expected
