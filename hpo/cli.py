@@ -218,6 +218,7 @@ def _replicate(args: argparse.Namespace) -> int:
     queued = enqueue_replicates(study, args.top, args.seeds, spec.base.seed)
     print(f"[hpo] {queued} replicate trial(s) queued", file=sys.stderr)
     slots = _slots(args, dict(spec.raw))
+    # The budget is met already: the workers run the queued replicates and stop.
     status = run_pool(url, args.study, slots, checkpoint_dir=_checkpoint_dir(args, url),
                       liveness=spec.liveness, n_trials=1, timeout=args.timeout)
     report = build_report(study, redact(url), args.top)

@@ -75,23 +75,32 @@ class Progress:
     best: float | None = None
     best_trial: int | None = None
 
+    replicates: int = 0
+
     @classmethod
     def of(cls, study: optuna.Study) -> Progress:
-        trials = study.get_trials(deepcopy=False)
+        """Counts of the search's own trials; finished replicates are counted apart."""
+        every = study.get_trials(deepcopy=False)
+        trials = [t for t in every if "replicate_of" not in t.user_attrs
+                  or t.state in (TrialState.RUNNING, TrialState.WAITING)]
         count = lambda state: sum(t.state == state for t in trials)  # noqa: E731
         p = cls(count(TrialState.COMPLETE), count(TrialState.PRUNED), count(TrialState.FAIL),
-                count(TrialState.RUNNING), count(TrialState.WAITING))
-        if p.complete:
-            best = study.best_trial
+                count(TrialState.RUNNING), count(TrialState.WAITING),
+                replicates=len(every) - len(trials))
+        complete = [t for t in trials if t.state == TrialState.COMPLETE]
+        if complete:
+            sign = 1 if study.direction == optuna.study.StudyDirection.MAXIMIZE else -1
+            best = max(complete, key=lambda t: sign * t.value)
             p.best, p.best_trial = best.value, best.number
         return p
 
     def line(self, budget: int) -> str:
         best = "-" if self.best is None else f"{self.best:.4f} (trial {self.best_trial})"
         queued = f", {self.waiting} queued" if self.waiting else ""
+        reps = f", {self.replicates} replicates done" if self.replicates else ""
         return (f"[hpo] {self.complete + self.pruned}/{budget} finished: {self.complete} "
                 f"complete, {self.pruned} pruned, {self.failed} failed, {self.running} "
-                f"running{queued}; best {best}")
+                f"running{queued}{reps}; best {best}")
 
 
 def _worker_main(url: str, name: str, checkpoint_dir: str | None, n_trials: int | None,

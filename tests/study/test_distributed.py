@@ -45,6 +45,11 @@ def _slow_spec(tmp: Path, epochs: int = 4, n_trials: int = 1, search: str = FIXE
     return spec
 
 
+def _create(tmp: Path, spec: Path, url: str, name: str) -> None:
+    result = run_hpo("create", str(spec), "--storage", url, "--study-name", name, cwd=tmp)
+    assert result.returncode == 0, result.stderr
+
+
 def _study(url: str, name: str) -> optuna.Study:
     return optuna.load_study(study_name=name, storage=open_storage(url))
 
@@ -56,6 +61,12 @@ def _popen_worker(tmp: Path, url: str, name: str, *extra: str) -> subprocess.Pop
         cwd=tmp, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         start_new_session=True, env={**os.environ, "PYTHONPATH": str(REPO)},
     )
+
+
+def _run_worker(tmp: Path, url: str, name: str, *extra: str) -> None:
+    result = run_hpo("worker", "--study", name, "--storage", url,
+                     "--checkpoint-dir", str(tmp / "ckpt"), *extra, cwd=tmp)
+    assert result.returncode == 0, result.stderr[-2000:]
 
 
 def _wait_for_epochs(url: str, name: str, n: int, timeout: float = 180
@@ -81,8 +92,7 @@ def pg_study(pg_url: str, study_name: str):
 def test_four_workers_finish_the_budget_and_leave_nothing_behind(tmp_path, pg_study) -> None:
     url, name = pg_study
     spec = write_spec(tmp_path, n_trials=8, epochs=2)
-    assert run_hpo("create", str(spec), "--storage", url, "--study-name", name,
-                   cwd=tmp_path).returncode == 0
+    _create(tmp_path, spec, url, name)
     result = run_hpo("worker", "--study", name, "--storage", url, "--workers", "4",
                      "--checkpoint-dir", str(tmp_path / "ckpt"), cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
@@ -104,8 +114,7 @@ def test_killed_worker_trial_resumes_from_its_checkpoint_with_the_same_result(
 ) -> None:
     url, name = pg_study
     spec = _slow_spec(tmp_path, epochs=4)
-    assert run_hpo("create", str(spec), "--storage", url, "--study-name", name,
-                   cwd=tmp_path).returncode == 0
+    _create(tmp_path, spec, url, name)
     victim = _popen_worker(tmp_path, url, name)
     killed = _wait_for_epochs(url, name, 2)
     os.killpg(victim.pid, signal.SIGKILL)  # the machine dies: no handler runs
@@ -116,9 +125,7 @@ def test_killed_worker_trial_resumes_from_its_checkpoint_with_the_same_result(
 
     # A new worker finds the stale trial, fails it and runs its retry from the checkpoint, and
     # one fresh trial of the same fixed config: the uninterrupted reference.
-    result = run_hpo("worker", "--study", name, "--storage", url, "--n-trials", "2",
-                     "--checkpoint-dir", str(tmp_path / "ckpt"), cwd=tmp_path)
-    assert result.returncode == 0, result.stderr[-2000:]
+    _run_worker(tmp_path, url, name, "--n-trials", "2")
     trials = _study(url, name).get_trials()
     assert trials[killed.number].state == TrialState.FAIL
     retries = [t for t in trials if t.system_attrs.get("failed_trial") == killed.number]
@@ -134,8 +141,7 @@ def test_killed_worker_trial_resumes_from_its_checkpoint_with_the_same_result(
 def test_sigterm_checkpoints_exits_0_and_another_worker_resumes(tmp_path, pg_study) -> None:
     url, name = pg_study
     spec = _slow_spec(tmp_path, epochs=3)
-    assert run_hpo("create", str(spec), "--storage", url, "--study-name", name,
-                   cwd=tmp_path).returncode == 0
+    _create(tmp_path, spec, url, name)
     worker = _popen_worker(tmp_path, url, name)
     first = _wait_for_epochs(url, name, 1)
     sent = time.monotonic()
@@ -147,9 +153,7 @@ def test_sigterm_checkpoints_exits_0_and_another_worker_resumes(tmp_path, pg_stu
     assert "checkpointed and queued to resume" in trials[first.number].user_attrs["stop_reason"]
     assert [t.state for t in trials if t.number != first.number] == [TrialState.WAITING]
 
-    result = run_hpo("worker", "--study", name, "--storage", url,
-                     "--checkpoint-dir", str(tmp_path / "ckpt"), cwd=tmp_path)
-    assert result.returncode == 0, result.stderr[-2000:]
+    _run_worker(tmp_path, url, name)
     retry = next(t for t in _study(url, name).get_trials()
                  if t.system_attrs.get("failed_trial") == first.number)
     assert retry.state == TrialState.COMPLETE and retry.user_attrs["resumed_from_epoch"] >= 1
@@ -159,8 +163,7 @@ def test_sigterm_checkpoints_exits_0_and_another_worker_resumes(tmp_path, pg_stu
 def test_postgresql_restart_mid_study_loses_nothing(tmp_path, pg_study) -> None:
     url, name = pg_study
     spec = _slow_spec(tmp_path, epochs=3, n_trials=4, search=FIXED)
-    assert run_hpo("create", str(spec), "--storage", url, "--study-name", name,
-                   cwd=tmp_path).returncode == 0
+    _create(tmp_path, spec, url, name)
     workers = _popen_worker(tmp_path, url, name, "--workers", "2")
     _wait_for_epochs(url, name, 1)
     cluster = os.listdir("/etc/postgresql")[0]
@@ -234,8 +237,7 @@ def test_workers_through_the_grpc_proxy(tmp_path, pg_study) -> None:
 def test_status_lists_studies_and_running_trials(tmp_path, pg_study) -> None:
     url, name = pg_study
     spec = _slow_spec(tmp_path, epochs=3)
-    assert run_hpo("create", str(spec), "--storage", url, "--study-name", name,
-                   cwd=tmp_path).returncode == 0
+    _create(tmp_path, spec, url, name)
     worker = _popen_worker(tmp_path, url, name)
     try:
         _wait_for_epochs(url, name, 1)

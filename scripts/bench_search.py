@@ -1,0 +1,85 @@
+"""Search efficiency on digits: TPE with the quickstart pruner against random search unpruned.
+
+For each seed, each method runs trials of studies/quickstart.toml's search space one after
+another until a trial first reports a validation accuracy >= the target at any epoch; the cost
+is the epochs trained until then, pruned trials counting the epochs they ran. Prints the median
+over seeds and, on the last line, ``epochs_ratio`` = pruned TPE / random.
+
+    .venv/bin/python scripts/bench_search.py [--target 0.985] [--seeds 5] [--max-trials 60]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import statistics
+from pathlib import Path
+
+import optuna
+import torch
+
+from hpo.study import build_pruner, build_sampler, load_spec, suggest_config
+from hpo.training import load_data, train
+
+SPEC = Path(__file__).resolve().parents[1] / "studies" / "quickstart.toml"
+
+
+def epochs_to_target(method: str, seed: int, target: float, max_trials: int) -> int | None:
+    spec = load_spec(SPEC)
+    data = load_data(spec.base.data)
+    if method == "tpe+pruning":
+        sampler = build_sampler(spec.sampler, spec.sampler_options, seed)
+        pruner = build_pruner(spec.pruner, spec.pruner_options)
+    else:
+        sampler, pruner = optuna.samplers.RandomSampler(seed=seed), optuna.pruners.NopPruner()
+    study = optuna.create_study(direction="maximize", sampler=sampler, pruner=pruner)
+    spent = 0
+    for _ in range(max_trials):
+        trial = study.ask()
+        config = suggest_config(trial, spec.space, spec.base)
+        reached = {"hit": False}
+
+        def on_epoch(m, trial=trial, reached=reached):
+            trial.report(m.val_accuracy, m.epoch)
+            if m.val_accuracy >= target:
+                reached["hit"] = True
+                return "target reached"
+            return "pruned" if trial.should_prune() else None
+
+        result = train(config, data, on_epoch)
+        spent += result.epochs_run
+        if reached["hit"]:
+            return spent
+        if result.status == "completed":
+            study.tell(trial, result.history[-1].val_accuracy)
+        else:
+            study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+    return None
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--target", type=float, default=0.985)
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--max-trials", type=int, default=60)
+    args = parser.parse_args()
+    optuna.logging.set_verbosity(logging.WARNING)
+    torch.set_num_threads(1)
+    medians = {}
+    for method in ("tpe+pruning", "random"):
+        costs = []
+        for seed in range(args.seeds):
+            cost = epochs_to_target(method, seed, args.target, args.max_trials)
+            # a run that never reaches the target counts as its whole budget (a lower bound)
+            costs.append(cost if cost is not None else args.max_trials * 12)
+            print(f"{method:12s} seed {seed}: {costs[-1]} epochs"
+                  + ("" if cost is not None else " (target not reached)"), flush=True)
+        medians[method] = statistics.median(costs)
+    ratio = medians["tpe+pruning"] / medians["random"]
+    print(f"target={args.target} seeds={args.seeds} tpe_pruned_median_epochs="
+          f"{medians['tpe+pruning']:g} random_median_epochs={medians['random']:g} "
+          f"epochs_ratio={ratio:.2f}")
+
+
+if __name__ == "__main__":
+    main()
