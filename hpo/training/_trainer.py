@@ -105,14 +105,18 @@ def _model(config: TrainConfig, data: Data, device: torch.device) -> tuple[nn.Mo
     once per process however many trials follow.
     """
     torch.manual_seed(config.seed)
-    layout = torch.channels_last if device.type == "cuda" else torch.preserve_format
+    layout = torch.channels_last  # faster convolutions on CUDA and on CPU (oneDNN) alike
     key = (config.model, data.channels, data.num_classes, str(device))
     if config.compile and key in _COMPILED:
         model, compiled = _COMPILED[key]
+        # Re-draw the weights in the layout they were first drawn in: random fills follow
+        # memory order, and the same seed must give the same weights as a fresh model.
+        model.to(memory_format=torch.contiguous_format)
         for module in model.modules():
             if hasattr(module, "reset_parameters"):
                 module.reset_parameters()  # BatchNorm also resets its running statistics
         apply_init(model, config.init, config.zero_init_residual)
+        model.to(memory_format=layout)
         return model, compiled
     model = build_model(config.model, data.channels, data.num_classes)
     apply_init(model, config.init, config.zero_init_residual)
@@ -166,11 +170,11 @@ def train(
     train_batches = batches(
         data.train, config.batch_size, device, data.mean, data.std, train=True,
         crop_padding=config.data.crop_padding, flip=config.data.flip,
-        generator=generator, channels_last=cuda,
+        generator=generator, channels_last=True,
     )
     val_batches = batches(
         data.val, max(config.batch_size, 512), device, data.mean, data.std, train=False,
-        channels_last=cuda,
+        channels_last=True,
     )
 
     # --- model and its initialization (the global RNG seeds the weights)
@@ -264,7 +268,7 @@ def train(
             break
     if data.test is not None and result.status == "completed":
         test_batches = DeviceBatches(data.test, max(config.batch_size, 512), device, data.mean,
-                                     data.std, train=False, channels_last=cuda)
+                                     data.std, train=False, channels_last=True)
         result.test_loss, result.test_accuracy = evaluate(forward, test_batches, autocast, device)
     result.wall_time_s = time.perf_counter() - start
     return result
