@@ -24,8 +24,9 @@ from hpo.training import load_data, train
 SPEC = Path(__file__).resolve().parents[1] / "studies" / "quickstart.toml"
 
 
-def epochs_to_target(method: str, seed: int, target: float, max_trials: int) -> int | None:
-    spec = load_spec(SPEC)
+def epochs_to_target(method: str, seed: int, target: float, max_trials: int,
+                     spec_path: Path = SPEC) -> int | None:
+    spec = load_spec(spec_path)
     data = load_data(spec.base.data)
     if method == "tpe+pruning":
         sampler = build_sampler(spec.sampler, spec.sampler_options, seed)
@@ -62,6 +63,8 @@ def main() -> None:
     parser.add_argument("--target", type=float, default=0.985)
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--max-trials", type=int, default=60)
+    parser.add_argument("--spec", type=Path, default=SPEC, help="spec whose space, sampler and "
+                        "pruner to use (default: studies/quickstart.toml)")
     args = parser.parse_args()
     optuna.logging.set_verbosity(logging.WARNING)
     torch.set_num_threads(1)
@@ -69,7 +72,7 @@ def main() -> None:
     for method in ("tpe+pruning", "random"):
         costs = []
         for seed in range(args.seeds):
-            cost = epochs_to_target(method, seed, args.target, args.max_trials)
+            cost = epochs_to_target(method, seed, args.target, args.max_trials, args.spec)
             # a run that never reaches the target counts as its whole budget (a lower bound)
             costs.append(cost if cost is not None else args.max_trials * 12)
             print(f"{method:12s} seed {seed}: {costs[-1]} epochs"
