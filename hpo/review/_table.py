@@ -24,12 +24,15 @@ def _last_value(trial: FrozenTrial) -> float | None:
 
 
 def top_trials(study: optuna.Study, k: int) -> list[FrozenTrial]:
-    """The ``k`` best complete trials; pruned ones (by last reported value) fill any gap."""
+    """The ``k`` best complete trials; pruned ones (by last reported value) fill any gap.
+
+    Replicates (``hpo replicate``) are left out: they repeat a configuration already listed.
+    """
     sign = -1.0 if study.direction == optuna.study.StudyDirection.MAXIMIZE else 1.0
 
     def ranked(state: TrialState) -> list[FrozenTrial]:
         trials = [t for t in study.get_trials(deepcopy=False, states=(state,))
-                  if _last_value(t) is not None]
+                  if _last_value(t) is not None and "replicate_of" not in t.user_attrs]
         return sorted(trials, key=lambda t: (sign * _last_value(t), t.number))  # type: ignore
 
     return (ranked(TrialState.COMPLETE) + ranked(TrialState.PRUNED))[:k]
