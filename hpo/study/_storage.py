@@ -156,6 +156,8 @@ for _name in (
     "get_trial_param", "set_trial_state_values", "set_trial_intermediate_value",
     "set_trial_user_attr", "set_trial_system_attr", "get_trial", "get_all_trials",
     "get_n_trials", "get_best_trial", "record_heartbeat", "_get_stale_trial_ids",
+    # what Optuna's _CachedStorage (the wrapper every Study puts around an RDBStorage) calls:
+    "_create_new_trial", "_get_best_trial_id", "_get_trials", "_set_trial_param",
 ):
     setattr(ResilientRDBStorage, _name,
             _retrying(_name, getattr(optuna.storages.RDBStorage, _name)))
