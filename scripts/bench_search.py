@@ -5,7 +5,11 @@ another until a trial first reports a validation accuracy >= the target at any e
 is the epochs trained until then, pruned trials counting the epochs they ran. Prints the median
 over seeds and, on the last line, ``epochs_ratio`` = pruned TPE / random.
 
-    .venv/bin/python scripts/bench_search.py [--target 0.985] [--seeds 5] [--max-trials 60]
+    .venv/bin/python scripts/bench_search.py [--target 0.985] [--seeds 5] [--first-seed 0]
+        [--max-trials 60] [--jobs 2]
+
+Seeds run in parallel processes (``--jobs``), one thread each, so the figures do not depend on
+the core count; ``--first-seed`` picks a fresh set of seeds to check a setting chosen on others.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 import argparse
 import logging
 import statistics
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import optuna
@@ -26,6 +31,9 @@ SPEC = Path(__file__).resolve().parents[1] / "studies" / "quickstart.toml"
 
 def epochs_to_target(method: str, seed: int, target: float, max_trials: int,
                      spec_path: Path = SPEC) -> int | None:
+    """Epochs ``method`` trains until a trial first reaches ``target``; None if it never does."""
+    optuna.logging.set_verbosity(logging.WARNING)
+    torch.set_num_threads(1)
     spec = load_spec(spec_path)
     data = load_data(spec.base.data)
     if method == "tpe+pruning":
@@ -62,26 +70,31 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--target", type=float, default=0.985)
     parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--first-seed", type=int, default=0)
     parser.add_argument("--max-trials", type=int, default=60)
+    parser.add_argument("--jobs", type=int, default=2, help="seeds run in parallel processes")
     parser.add_argument("--spec", type=Path, default=SPEC, help="spec whose space, sampler and "
                         "pruner to use (default: studies/quickstart.toml)")
     args = parser.parse_args()
-    optuna.logging.set_verbosity(logging.WARNING)
-    torch.set_num_threads(1)
+    seeds = range(args.first_seed, args.first_seed + args.seeds)
+    # a run that never reaches the target counts as its whole budget (a lower bound)
+    budget = args.max_trials * load_spec(args.spec).base.epochs
     medians = {}
-    for method in ("tpe+pruning", "random"):
-        costs = []
-        for seed in range(args.seeds):
-            cost = epochs_to_target(method, seed, args.target, args.max_trials, args.spec)
-            # a run that never reaches the target counts as its whole budget (a lower bound)
-            costs.append(cost if cost is not None else args.max_trials * 12)
-            print(f"{method:12s} seed {seed}: {costs[-1]} epochs"
-                  + ("" if cost is not None else " (target not reached)"), flush=True)
-        medians[method] = statistics.median(costs)
+    with ProcessPoolExecutor(args.jobs) as pool:
+        for method in ("tpe+pruning", "random"):
+            runs = pool.map(epochs_to_target, [method] * len(seeds), seeds,
+                            [args.target] * len(seeds), [args.max_trials] * len(seeds),
+                            [args.spec] * len(seeds))
+            costs = []
+            for seed, cost in zip(seeds, runs, strict=True):
+                costs.append(cost if cost is not None else budget)
+                print(f"{method:12s} seed {seed}: {costs[-1]} epochs"
+                      + ("" if cost is not None else " (target not reached)"), flush=True)
+            medians[method] = statistics.median(costs)
     ratio = medians["tpe+pruning"] / medians["random"]
-    print(f"target={args.target} seeds={args.seeds} tpe_pruned_median_epochs="
-          f"{medians['tpe+pruning']:g} random_median_epochs={medians['random']:g} "
-          f"epochs_ratio={ratio:.2f}")
+    print(f"target={args.target} seeds={args.seeds} first_seed={args.first_seed} "
+          f"tpe_pruned_median_epochs={medians['tpe+pruning']:g} "
+          f"random_median_epochs={medians['random']:g} epochs_ratio={ratio:.2f}")
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from dataclasses import replace
 
 import torch
 import torch.nn.functional as F
@@ -30,7 +31,7 @@ from hpo.training import (
     load_data,
     train,
 )
-from hpo.training._loader import HostBatches
+from hpo.training._loader import Batching, HostBatches
 
 
 def naive(config: TrainConfig, data: Data, device: torch.device, workers: int) -> float:
@@ -41,10 +42,10 @@ def naive(config: TrainConfig, data: Data, device: torch.device, workers: int) -
     model = model.to(device)
     opt = build_optimizer(config.optimizer, model, config.lr, config.weight_decay, False, {})
     g = torch.Generator().manual_seed(0)
-    train_b = HostBatches(data.train, config.batch_size, device, data.mean, data.std, train=True,
-                          crop_padding=4, flip=True, generator=g, workers=workers)
-    val_b = HostBatches(data.val, config.batch_size, device, data.mean, data.std, train=False,
-                        workers=workers)
+    how = Batching(config.batch_size, data.mean, data.std)
+    train_b = HostBatches(data.train, replace(how, train=True, crop_padding=4, flip=True), device,
+                          g, workers)
+    val_b = HostBatches(data.val, how, device, workers=workers)
     start = time.perf_counter()
     for _ in range(config.epochs):
         model.train()

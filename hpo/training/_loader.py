@@ -8,6 +8,7 @@ DataLoader, no worker processes, no host round trip per step.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -43,63 +44,66 @@ def random_flip(images: torch.Tensor, generator: torch.Generator) -> torch.Tenso
     return torch.where(flip[:, None, None, None], images.flip(3), images)
 
 
+@dataclass(frozen=True)
+class Batching:
+    """How a split is served: one value that both loaders take, so the trainer picks either.
+
+    Attributes:
+        batch_size: images per batch.
+        mean, std: per-channel normalization in 0..1 pixel units.
+        train: shuffle, augment and drop the last partial batch (BatchNorm needs > 1 sample).
+        crop_padding, flip: augmentation, applied only when ``train``.
+        channels_last: memory format of the yielded images (faster convolutions on CUDA).
+    """
+
+    batch_size: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    train: bool = False
+    crop_padding: int = 0
+    flip: bool = False
+    channels_last: bool = False
+
+    @property
+    def memory_format(self) -> torch.memory_format:
+        return torch.channels_last if self.channels_last else torch.contiguous_format
+
+
 class DeviceBatches:
     """Iterates (normalized float images, labels) batches of a split held on ``device``.
 
     Args:
         split: the images and labels; copied to ``device`` once, here.
-        batch_size: images per batch.
-        mean, std: per-channel normalization in 0..1 pixel units.
-        train: shuffle, augment and drop the last partial batch (BatchNorm needs > 1 sample).
-        crop_padding, flip: augmentation, applied only when ``train``.
+        how: batch size, normalization and augmentation.
         generator: the random stream, on ``device``; seeded by the caller for reproducibility.
-        channels_last: memory format of the yielded images (faster convolutions on CUDA).
     """
 
-    def __init__(
-        self,
-        split: Split,
-        batch_size: int,
-        device: torch.device,
-        mean: tuple[float, ...],
-        std: tuple[float, ...],
-        *,
-        train: bool,
-        crop_padding: int = 0,
-        flip: bool = False,
-        generator: torch.Generator | None = None,
-        channels_last: bool = False,
-    ) -> None:
+    def __init__(self, split: Split, how: Batching, device: torch.device,
+                 generator: torch.Generator | None = None) -> None:
         self.images = split.images.to(device)
         self.labels = split.labels.to(device)
-        self.batch_size = batch_size
-        self.mean = torch.tensor(mean, device=device).view(1, -1, 1, 1) * 255
-        self.std = torch.tensor(std, device=device).view(1, -1, 1, 1) * 255
-        self.train = train
-        self.crop_padding = crop_padding
-        self.flip = flip
+        self.how = how
+        self.mean = torch.tensor(how.mean, device=device).view(1, -1, 1, 1) * 255
+        self.std = torch.tensor(how.std, device=device).view(1, -1, 1, 1) * 255
         self.generator = generator
-        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
 
     def __len__(self) -> int:
-        n = len(self.labels)
-        if self.train:
-            return max(1, n // self.batch_size)
-        return -(-n // self.batch_size)
+        n, size = len(self.labels), self.how.batch_size
+        return max(1, n // size) if self.how.train else -(-n // size)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        images, labels = self.images, self.labels
-        if self.train:
+        images, labels, how = self.images, self.labels, self.how
+        if how.train:
             assert self.generator is not None, "training batches need a seeded generator"
             order = torch.randperm(len(labels), generator=self.generator, device=labels.device)
             images, labels = images[order], labels[order]
-            images = random_crop(images, self.crop_padding, self.generator)
-            if self.flip:
+            images = random_crop(images, how.crop_padding, self.generator)
+            if how.flip:
                 images = random_flip(images, self.generator)
+        size = how.batch_size
         for i in range(len(self)):
-            x = images[i * self.batch_size : (i + 1) * self.batch_size]
-            x = ((x.float() - self.mean) / self.std).contiguous(memory_format=self.memory_format)
-            yield x, labels[i * self.batch_size : (i + 1) * self.batch_size]
+            x = ((images[i * size : (i + 1) * size].float() - self.mean) / self.std)
+            yield x.contiguous(memory_format=how.memory_format), labels[i * size : (i + 1) * size]
 
 
 class HostBatches:
@@ -110,30 +114,17 @@ class HostBatches:
     :class:`DeviceBatches`.
     """
 
-    def __init__(
-        self,
-        split: Split,
-        batch_size: int,
-        device: torch.device,
-        mean: tuple[float, ...],
-        std: tuple[float, ...],
-        *,
-        train: bool,
-        crop_padding: int = 0,
-        flip: bool = False,
-        generator: torch.Generator | None = None,
-        channels_last: bool = False,
-        workers: int = 0,
-    ) -> None:
+    def __init__(self, split: Split, how: Batching, device: torch.device,
+                 generator: torch.Generator | None = None, workers: int = 0) -> None:
         from torch.utils.data import DataLoader, TensorDataset
         from torchvision.transforms import v2
 
         steps: list[torch.nn.Module] = []
-        if train and crop_padding:
-            steps.append(v2.RandomCrop(split.images.shape[-1], padding=crop_padding))
-        if train and flip:
+        if how.train and how.crop_padding:
+            steps.append(v2.RandomCrop(split.images.shape[-1], padding=how.crop_padding))
+        if how.train and how.flip:
             steps.append(v2.RandomHorizontalFlip())
-        steps += [v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean, std)]
+        steps += [v2.ToDtype(torch.float32, scale=True), v2.Normalize(how.mean, how.std)]
         transform = v2.Compose(steps)
 
         class _Transformed(TensorDataset):
@@ -143,14 +134,15 @@ class HostBatches:
 
         self.labels = split.labels
         self.loader = DataLoader(
-            _Transformed(split.images, split.labels), batch_size=batch_size, shuffle=train,
-            drop_last=train and len(split) > batch_size, num_workers=workers,
+            _Transformed(split.images, split.labels), batch_size=how.batch_size,
+            shuffle=how.train, drop_last=how.train and len(split) > how.batch_size,
+            num_workers=workers,
             generator=torch.Generator().manual_seed(int(generator.initial_seed()))
             if generator is not None else None,
             pin_memory=device.type == "cuda",
         )
         self.device = device
-        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        self.memory_format = how.memory_format
 
     def __len__(self) -> int:
         return len(self.loader)

@@ -22,7 +22,7 @@ from torch import nn
 from hpo.training._config import TrainConfig
 from hpo.training._data import Data, load_data
 from hpo.training._init import apply_init
-from hpo.training._loader import DeviceBatches, HostBatches
+from hpo.training._loader import Batching, DeviceBatches, HostBatches
 from hpo.training._models import build_model
 from hpo.training._optimizers import build_optimizer
 from hpo.training._schedules import lr_at
@@ -167,15 +167,12 @@ def train(
     if cuda:
         torch.backends.cudnn.benchmark = True  # fixed shapes: pick the fastest kernels once
     batches = HostBatches if config.data.loader == "dataloader" else DeviceBatches
-    train_batches = batches(
-        data.train, config.batch_size, device, data.mean, data.std, train=True,
-        crop_padding=config.data.crop_padding, flip=config.data.flip,
-        generator=generator, channels_last=True,
-    )
-    val_batches = batches(
-        data.val, max(config.batch_size, 512), device, data.mean, data.std, train=False,
-        channels_last=True,
-    )
+    train_how = Batching(config.batch_size, data.mean, data.std, train=True,
+                         crop_padding=config.data.crop_padding, flip=config.data.flip,
+                         channels_last=True)
+    eval_how = Batching(max(config.batch_size, 512), data.mean, data.std, channels_last=True)
+    train_batches = batches(data.train, train_how, device, generator)
+    val_batches = batches(data.val, eval_how, device)
 
     # --- model and its initialization (the global RNG seeds the weights)
     model, forward = _model(config, data, device)
@@ -267,8 +264,7 @@ def train(
             result.status, result.stop_reason = "stopped", reason
             break
     if data.test is not None and result.status == "completed":
-        test_batches = DeviceBatches(data.test, max(config.batch_size, 512), device, data.mean,
-                                     data.std, train=False, channels_last=True)
+        test_batches = DeviceBatches(data.test, eval_how, device)
         result.test_loss, result.test_accuracy = evaluate(forward, test_batches, autocast, device)
     result.wall_time_s = time.perf_counter() - start
     return result
