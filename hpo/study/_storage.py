@@ -139,6 +139,10 @@ def _retrying(name: str, method: Callable[..., T]) -> Callable[..., T]:
     return call
 
 
+ORPHAN_REASON = ("orphaned: its creation was stored but the reply was lost with the "
+                 "connection, so no worker ever ran it")
+
+
 class ResilientRDBStorage(optuna.storages.RDBStorage):
     """RDBStorage whose every call survives a database restart or a dropped connection.
 
@@ -146,6 +150,58 @@ class ResilientRDBStorage(optuna.storages.RDBStorage):
     ``HPO_DB_RETRY_S`` seconds (default 600); pre-ping replaces connections the server closed.
     A finished trial's result is therefore stored once the database is back, never lost.
     """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._heartless_since: dict[int, float] = {}
+
+    def _heartless_running(self, study_id: int) -> list[int]:
+        """RUNNING trials of the study that have never recorded a heartbeat."""
+        from optuna.storages._rdb import models
+
+        with self.engine.connect() as conn:
+            query = sqlalchemy.select(models.TrialModel.trial_id).where(
+                models.TrialModel.study_id == study_id,
+                models.TrialModel.state == TrialState.RUNNING,
+                ~sqlalchemy.exists().where(
+                    models.TrialHeartbeatModel.trial_id == models.TrialModel.trial_id),
+            )
+            return [row[0] for row in conn.execute(query)]
+
+    def fail_orphans(self, study_id: int) -> list[int]:
+        """Fails the RUNNING trials that have had no heartbeat for a whole grace period.
+
+        Optuna's stale-trial check skips trials without a heartbeat row, and a worker records
+        one as soon as it has created a trial. A trial without one is a trial whose creation
+        committed while the reply was lost with the connection (the retried call made another
+        trial): no process runs it, and left alone it would stay RUNNING forever and make every
+        worker wait for it at the end of the study. Ages are taken from this process's
+        monotonic clock, over repeated calls, so other machines' clocks do not matter.
+
+        Returns:
+            The ids of the trials failed by this call.
+        """
+        if self.heartbeat_interval is None:
+            return []
+        grace = self.grace_period or 2 * self.heartbeat_interval
+        now, seen = time.monotonic(), self._heartless_since
+        current = set(self._heartless_running(study_id))
+        for trial_id in set(seen) - current:
+            del seen[trial_id]
+        failed = []
+        for trial_id in sorted(current):
+            if now - seen.setdefault(trial_id, now) < grace:
+                continue
+            del seen[trial_id]
+            try:
+                self.set_trial_user_attr(trial_id, "stop_reason", ORPHAN_REASON)
+                self.set_trial_state_values(trial_id, TrialState.FAIL)
+            except optuna.exceptions.UpdateFinishedTrialError:
+                continue  # it was not an orphan after all, or another worker failed it first
+            _log.warning("trial %d %s; failed it", self.get_trial_number_from_id(trial_id),
+                         ORPHAN_REASON)
+            failed.append(trial_id)
+        return failed
 
 
 for _name in (
@@ -158,9 +214,9 @@ for _name in (
     "get_n_trials", "get_best_trial", "record_heartbeat", "_get_stale_trial_ids",
     # what Optuna's _CachedStorage (the wrapper every Study puts around an RDBStorage) calls:
     "_create_new_trial", "_get_best_trial_id", "_get_trials", "_set_trial_param",
+    "_heartless_running",
 ):
-    setattr(ResilientRDBStorage, _name,
-            _retrying(_name, getattr(optuna.storages.RDBStorage, _name)))
+    setattr(ResilientRDBStorage, _name, _retrying(_name, getattr(ResilientRDBStorage, _name)))
 
 
 def open_storage(url: str, liveness: Liveness | None = None) -> optuna.storages.BaseStorage:

@@ -4,8 +4,9 @@ The spec travels inside the study (user attribute ``spec``), so a worker needs n
 budget is global: a worker stops once the study holds ``n_trials`` finished (complete or
 pruned) trials, counted over every worker, so the study overshoots by at most one trial per
 worker. Before leaving, a worker runs every queued retry and, on heartbeat storages, waits for
-running trials to finish or go stale (then fails and retries them), so a finished study holds
-no RUNNING and no WAITING trial.
+running trials to finish or go stale (then fails and retries them) and fails orphans (trials
+whose creation reply was lost, see :meth:`ResilientRDBStorage.fail_orphans`), so a finished
+study holds no RUNNING and no WAITING trial.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from hpo.study._checkpoints import CheckpointStore, artifact_store
 from hpo.study._objective import Objective, TrialAbandoned, TrialInterrupted
 from hpo.study._samplers import build_pruner, build_sampler
 from hpo.study._spec import StudySpec, parse_spec
-from hpo.study._storage import heartbeat_enabled, open_storage, redact
+from hpo.study._storage import ResilientRDBStorage, heartbeat_enabled, open_storage, redact
 from hpo.training import pick_device
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
@@ -167,6 +168,8 @@ def run_worker(
         callbacks.append(lambda s, t: store.retain(s, spec.keep_checkpoints))
     while not stop_flag() and not objective.out_of_memory:
         optuna.storages.fail_stale_trials(study)
+        if isinstance(storage, ResilientRDBStorage):
+            storage.fail_orphans(storage.get_study_id_from_name(study_name))
         waiting = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
         if budget.met(study) and not waiting:
             running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))

@@ -16,7 +16,7 @@ import sqlalchemy
 from optuna.trial import TrialState
 
 from hpo.study import open_storage
-from hpo.study._storage import CONNECTIONS_PER_PROCESS, Liveness, driver_url
+from hpo.study._storage import CONNECTIONS_PER_PROCESS, ORPHAN_REASON, Liveness, driver_url
 from tests.conftest import REPO, run_hpo, write_spec
 
 FIXED = """
@@ -175,6 +175,26 @@ def test_postgresql_restart_mid_study_loses_nothing(tmp_path, pg_study) -> None:
     trials = _study(url, name).get_trials()
     assert sum(t.state == TrialState.COMPLETE for t in trials) >= 4
     assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+
+
+def test_a_trial_whose_creation_reply_was_lost_is_failed_not_waited_for(tmp_path, pg_study
+                                                                       ) -> None:
+    url, name = pg_study
+    spec = write_spec(tmp_path, n_trials=1, epochs=1)
+    spec.write_text(spec.read_text().replace(
+        "[study]\n", "[study]\nheartbeat_interval = 1\ngrace_period = 3\n"))
+    _create(tmp_path, spec, url, name)
+    # What a create_new_trial leaves behind when it commits and its reply is lost: a RUNNING
+    # trial that no process runs and that never records a heartbeat.
+    storage = open_storage(url)
+    orphan = storage.create_new_trial(storage.get_study_id_from_name(name))
+    result = run_hpo("worker", "--study", name, "--storage", url, cwd=tmp_path, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "orphaned" in result.stderr
+    trials = _study(url, name).get_trials()
+    (lost,) = [t for t in trials if t._trial_id == orphan]
+    assert lost.state == TrialState.FAIL and lost.user_attrs["stop_reason"] == ORPHAN_REASON
+    assert [t.state for t in trials if t._trial_id != orphan] == [TrialState.COMPLETE]
 
 
 def _fake_worker(url: str, name: str, n_trials: int) -> None:
