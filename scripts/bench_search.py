@@ -6,7 +6,7 @@ is the epochs trained until then, pruned trials counting the epochs they ran. Pr
 over seeds and, on the last line, ``epochs_ratio`` = pruned TPE / random.
 
     .venv/bin/python scripts/bench_search.py [--target 0.985] [--seeds 5] [--first-seed 0]
-        [--max-trials 60] [--jobs 2]
+        [--max-epochs 480] [--jobs 2]
 
 Seeds run in parallel processes (``--jobs``), one thread each, so the figures do not depend on
 the core count; ``--first-seed`` picks a fresh set of seeds to check a setting chosen on others.
@@ -29,7 +29,7 @@ from hpo.training import load_data, train
 SPEC = Path(__file__).resolve().parents[1] / "studies" / "quickstart.toml"
 
 
-def epochs_to_target(method: str, seed: int, target: float, max_trials: int,
+def epochs_to_target(method: str, seed: int, target: float, max_epochs: int,
                      spec_path: Path = SPEC) -> int | None:
     """Epochs ``method`` trains until a trial first reaches ``target``; None if it never does."""
     optuna.logging.set_verbosity(logging.WARNING)
@@ -43,7 +43,7 @@ def epochs_to_target(method: str, seed: int, target: float, max_trials: int,
         sampler, pruner = optuna.samplers.RandomSampler(seed=seed), optuna.pruners.NopPruner()
     study = optuna.create_study(direction="maximize", sampler=sampler, pruner=pruner)
     spent = 0
-    for _ in range(max_trials):
+    while spent < max_epochs:
         trial = study.ask()
         config = suggest_config(trial, spec.space, spec.base)
         reached = {"hit": False}
@@ -71,23 +71,23 @@ def main() -> None:
     parser.add_argument("--target", type=float, default=0.985)
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--first-seed", type=int, default=0)
-    parser.add_argument("--max-trials", type=int, default=60)
+    parser.add_argument("--max-epochs", type=int, default=480, help="budget of each run, in "
+                        "epochs: pruned trials are cheaper, so a pruned search runs more trials")
     parser.add_argument("--jobs", type=int, default=2, help="seeds run in parallel processes")
     parser.add_argument("--spec", type=Path, default=SPEC, help="spec whose space, sampler and "
                         "pruner to use (default: studies/quickstart.toml)")
     args = parser.parse_args()
     seeds = range(args.first_seed, args.first_seed + args.seeds)
-    # a run that never reaches the target counts as its whole budget (a lower bound)
-    budget = args.max_trials * load_spec(args.spec).base.epochs
     medians = {}
     with ProcessPoolExecutor(args.jobs) as pool:
         for method in ("tpe+pruning", "random"):
             runs = pool.map(epochs_to_target, [method] * len(seeds), seeds,
-                            [args.target] * len(seeds), [args.max_trials] * len(seeds),
+                            [args.target] * len(seeds), [args.max_epochs] * len(seeds),
                             [args.spec] * len(seeds))
             costs = []
             for seed, cost in zip(seeds, runs, strict=True):
-                costs.append(cost if cost is not None else budget)
+                # a run that never reaches the target counts as its budget (a lower bound)
+                costs.append(cost if cost is not None else args.max_epochs)
                 print(f"{method:12s} seed {seed}: {costs[-1]} epochs"
                       + ("" if cost is not None else " (target not reached)"), flush=True)
             medians[method] = statistics.median(costs)
