@@ -5,11 +5,12 @@ another until a trial first reports a validation accuracy >= the target at any e
 is the epochs trained until then, pruned trials counting the epochs they ran. Prints the median
 over seeds and, on the last line, ``epochs_ratio`` = pruned TPE / random.
 
-    .venv/bin/python scripts/bench_search.py [--target 0.985] [--seeds 5] [--first-seed 0]
+    .venv/bin/python scripts/bench_search.py [--target 0.99] [--seeds 24] [--first-seed 100]
         [--max-epochs 480] [--jobs 2]
 
 Seeds run in parallel processes (``--jobs``), one thread each, so the figures do not depend on
-the core count; ``--first-seed`` picks a fresh set of seeds to check a setting chosen on others.
+the core count. The quickstart's sampler and pruner settings were chosen on seeds 0-11; the
+defaults measure them on seeds 100-123, which played no part in that choice.
 """
 
 from __future__ import annotations
@@ -68,9 +69,10 @@ def epochs_to_target(method: str, seed: int, target: float, max_epochs: int,
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--target", type=float, default=0.985)
-    parser.add_argument("--seeds", type=int, default=5)
-    parser.add_argument("--first-seed", type=int, default=0)
+    parser.add_argument("--target", type=float, default=0.99,
+                        help="val accuracy to reach; 0.99 = at most 2 errors in 288 images")
+    parser.add_argument("--seeds", type=int, default=24)
+    parser.add_argument("--first-seed", type=int, default=100)
     parser.add_argument("--max-epochs", type=int, default=480, help="budget of each run, in "
                         "epochs: pruned trials are cheaper, so a pruned search runs more trials")
     parser.add_argument("--jobs", type=int, default=2, help="seeds run in parallel processes")
