@@ -146,9 +146,10 @@ def test_ctrl_c_stops_cleanly_and_leaves_no_trial_running(tmp_path: Path) -> Non
     assert stopped and all(t.user_attrs["stop_reason"].startswith("interrupted") for t in stopped)
 
 
-def test_a_study_on_postgresql_with_two_workers(tmp_path: Path, pg_url: str, study_name: str
-                                                ) -> None:
+def test_a_study_on_postgresql_with_two_workers(tmp_path: Path, pg_url: str, study_name: str,
+                                                monkeypatch) -> None:
     spec = write_spec(tmp_path, n_trials=4, epochs=2)
+    monkeypatch.chdir(tmp_path)  # with a URL storage, checkpoints default to the working dir
     try:
         assert main(["launch", str(spec), "--storage", pg_url, "--study-name", study_name,
                      "--workers", "2"]) == 0
@@ -157,5 +158,6 @@ def test_a_study_on_postgresql_with_two_workers(tmp_path: Path, pg_url: str, stu
         assert sum(s in (TrialState.COMPLETE, TrialState.PRUNED) for s in states) >= 4
         assert TrialState.RUNNING not in states
         assert study.user_attrs["spec"]["study"]["n_trials"] == 4
+        assert list((tmp_path / "hpo-checkpoints" / study_name).glob("trial-*.pt"))
     finally:
         optuna.delete_study(study_name=study_name, storage=open_storage(pg_url))
