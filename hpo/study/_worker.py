@@ -160,6 +160,7 @@ def run_worker(
         sampler=build_sampler(spec.sampler, spec.sampler_options, seed, spec.grid),
         pruner=build_pruner(spec.pruner, spec.pruner_options),
     )
+    study_id = storage.get_study_id_from_name(study_name)
     budget = Budget(n_trials or spec.n_trials, stop_flag)
     objective = Objective(spec, pick_device(), stop_flag, store, spec.liveness, artifacts)
     deadline = None if timeout is None else time.monotonic() + timeout
@@ -169,7 +170,7 @@ def run_worker(
     while not stop_flag() and not objective.out_of_memory:
         optuna.storages.fail_stale_trials(study)
         if isinstance(storage, ResilientRDBStorage):
-            storage.fail_orphans(storage.get_study_id_from_name(study_name))
+            storage.fail_orphans(study_id)
         waiting = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
         if budget.met(study) and not waiting:
             running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
