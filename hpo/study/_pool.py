@@ -24,7 +24,7 @@ from optuna.trial import TrialState
 
 from hpo.errors import UserError
 from hpo.study._storage import Liveness, open_storage, requeue
-from hpo.study._worker import EXIT_OUT_OF_MEMORY, default_threads, run_worker
+from hpo.study._worker import EXIT_OUT_OF_MEMORY, StopFlag, default_threads, run_worker
 
 
 @dataclass(frozen=True)
@@ -119,11 +119,6 @@ def _worker_main(url: str, name: str, checkpoint_dir: str | None, n_trials: int 
         sys.exit(2)
 
 
-class _Signalled(Exception):
-    def __init__(self, signum: int) -> None:
-        self.signum = signum
-
-
 def run_pool(
     storage_url: str,
     study_name: str,
@@ -150,28 +145,34 @@ def run_pool(
                           n_trials, timeout, s, threads))
         for s in slots
     ]
-    previous = signal.signal(signal.SIGTERM, _raise_signalled)
+    # A signal only sets a flag, so that it never lands inside a storage read or write here.
+    stop = StopFlag()
+    restore = stop.install()
     for p in procs:
         p.start()
     status = 0
     try:
         last = ""
-        while any(p.is_alive() for p in procs):
+        while any(p.is_alive() for p in procs) and not stop():
             time.sleep(1.0)
             line = Progress.of(study).line(n_trials)
             if line != last:
                 print(line, file=out, flush=True)
                 last = line
-    except (KeyboardInterrupt, _Signalled) as e:
-        status = 0 if isinstance(e, _Signalled) else 130
-        print("[hpo] stopping workers: running trials checkpoint and are queued to resume",
-              file=out, flush=True)
-        _stop(procs)
+        if stop():
+            status = 0 if stop.signum == signal.SIGTERM else 130
+            print("[hpo] stopping workers: running trials checkpoint and are queued to resume",
+                  file=out, flush=True)
+            _stop(procs)
     finally:
-        signal.signal(signal.SIGTERM, previous)
-    dead = [p for p in procs if p.exitcode not in (0, 2, EXIT_OUT_OF_MEMORY, None)]
+        restore()
+    unclean = [p for p in procs if p.exitcode not in (0, 2, EXIT_OUT_OF_MEMORY, None)]
+    if unclean:
+        _requeue_orphans(study, {p.pid for p in unclean if p.pid}, liveness)
+    # A worker that was told to stop may be ended by the forwarded SIGTERM itself, when it
+    # arrives while the worker's interpreter is already exiting (handlers are reset then).
+    dead = [p for p in unclean if not (stop() and p.exitcode == -signal.SIGTERM)]
     if dead:
-        _requeue_orphans(study, {p.pid for p in dead if p.pid}, liveness)
         if status == 0:
             status = 1
             codes = ", ".join(f"{p.name}: {p.exitcode}" for p in dead)
@@ -181,10 +182,6 @@ def run_pool(
         status = 2
     print(Progress.of(study).line(n_trials), file=out, flush=True)
     return status
-
-
-def _raise_signalled(signum: int, frame: object) -> None:
-    raise _Signalled(signum)
 
 
 def _stop(procs: list[multiprocessing.process.BaseProcess]) -> None:

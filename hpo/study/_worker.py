@@ -17,6 +17,7 @@ import signal
 import threading
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import optuna
@@ -44,10 +45,17 @@ class StopFlag:
 
     def __init__(self) -> None:
         self._event = threading.Event()
+        self.signum: int | None = None  # the first signal received
 
-    def install(self) -> None:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, lambda *_: self._event.set())
+    def install(self) -> Callable[[], None]:
+        """Catches SIGINT and SIGTERM from now on; returns what puts the old handlers back."""
+        previous = {sig: signal.signal(sig, self._set) for sig in (signal.SIGINT, signal.SIGTERM)}
+        return lambda: [signal.signal(sig, handler) for sig, handler in previous.items()]
+
+    def _set(self, signum: int, frame: object) -> None:
+        if self.signum is None:
+            self.signum = signum
+        self._event.set()
 
     def __call__(self) -> bool:
         return self._event.is_set()

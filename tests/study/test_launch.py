@@ -143,7 +143,8 @@ def test_ctrl_c_stops_cleanly_and_leaves_no_trial_running(tmp_path: Path) -> Non
     trials = _study(storage).get_trials()
     assert not [t for t in trials if t.state == TrialState.RUNNING]
     stopped = [t for t in trials if t.state == TrialState.FAIL]
-    assert stopped and all(t.user_attrs["stop_reason"].startswith("interrupted") for t in stopped)
+    reasons = [t.user_attrs.get("stop_reason") for t in stopped]
+    assert reasons and all(r and r.startswith("interrupted") for r in reasons), reasons
 
 
 def test_a_study_on_postgresql_with_two_workers(tmp_path: Path, pg_url: str, study_name: str,
