@@ -165,12 +165,12 @@ def _imagefolder(cfg: DataConfig, with_test: bool) -> tuple[Split, Split | None,
         return Split(images, labels, torch.arange(len(ds))), len(ds.classes)
 
     pool, classes = read(root / "train")
-    if not with_test:
-        return pool, None, classes
     if (root / "test").is_dir():
-        return pool, read(root / "test")[0], classes
+        return pool, read(root / "test")[0] if with_test else None, classes
+    # No test folder: a fixed 20 % of train/ is the test split, carved whether or not it is
+    # asked for, so that study trials never see it and replicates split the rest as they did.
     pool, test = _split(pool, 0.2, _TEST_SEED)
-    return pool, test, classes
+    return pool, test if with_test else None, classes
 
 
 DATASETS: dict[str, Source] = {

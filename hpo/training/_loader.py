@@ -1,8 +1,9 @@
-"""Device-resident batches: the whole split lives on the device, augmentation runs there.
+"""Batches for the trainer: device-resident (the default) or through a DataLoader.
 
-As in airbench, a split is copied to the device once as uint8; each epoch shuffles with
-``randperm`` on the device and crops and flips the whole split in a few batched tensor ops. No
-DataLoader, no worker processes, no host round trip per step.
+:class:`DeviceBatches`, as in airbench: a split is copied to the device once as uint8; each
+epoch shuffles with ``randperm`` on the device and crops and flips the whole split in a few
+batched tensor ops, with no DataLoader, no worker processes and no host round trip per step.
+:class:`HostBatches` is the conventional DataLoader path, for data that should stay on the host.
 """
 
 from __future__ import annotations
@@ -106,17 +107,41 @@ class DeviceBatches:
             yield x.contiguous(memory_format=how.memory_format), labels[i * size : (i + 1) * size]
 
 
+class _Augmented(torch.utils.data.Dataset):
+    """A split whose every sample is transformed under its own seed: ``epoch seed + index``.
+
+    torchvision's transforms draw from the global RNG; seeding each sample's draw (in a forked
+    RNG, so the caller's stream is untouched) makes an epoch a function of its seed alone,
+    whatever the number of loader workers and however far a resumed run skips ahead.
+    """
+
+    def __init__(self, split: Split, transform: torch.nn.Module) -> None:
+        self.images, self.labels, self.transform = split.images, split.labels, transform
+        self.seed: int | None = None
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.seed is None:
+            return self.transform(self.images[i]), self.labels[i]
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed((self.seed + i) % 2**63)
+            return self.transform(self.images[i]), self.labels[i]
+
+
 class HostBatches:
     """The conventional path: a torch DataLoader with CPU transforms, one host copy per batch.
 
     For data that should not live on the device; also the baseline that
     ``scripts/bench_throughput.py`` measures the device path against. Same interface as
-    :class:`DeviceBatches`.
+    :class:`DeviceBatches`, and the same promise: each training epoch draws one seed from
+    ``generator`` (its shuffle and every sample's crop and flip follow from it), so replaying
+    the generator's state replays the epoch exactly.
     """
 
     def __init__(self, split: Split, how: Batching, device: torch.device,
                  generator: torch.Generator | None = None, workers: int = 0) -> None:
-        from torch.utils.data import DataLoader, TensorDataset
         from torchvision.transforms import v2
 
         steps: list[torch.nn.Module] = []
@@ -125,29 +150,30 @@ class HostBatches:
         if how.train and how.flip:
             steps.append(v2.RandomHorizontalFlip())
         steps += [v2.ToDtype(torch.float32, scale=True), v2.Normalize(how.mean, how.std)]
-        transform = v2.Compose(steps)
-
-        class _Transformed(TensorDataset):
-            def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-                x, y = super().__getitem__(i)
-                return transform(x), y
-
+        self.dataset = _Augmented(split, v2.Compose(steps))
         self.labels = split.labels
-        self.loader = DataLoader(
-            _Transformed(split.images, split.labels), batch_size=how.batch_size,
-            shuffle=how.train, drop_last=how.train and len(split) > how.batch_size,
-            num_workers=workers,
-            generator=torch.Generator().manual_seed(int(generator.initial_seed()))
-            if generator is not None else None,
-            pin_memory=device.type == "cuda",
-        )
-        self.device = device
-        self.memory_format = how.memory_format
+        self.how, self.device, self.generator, self.workers = how, device, generator, workers
 
     def __len__(self) -> int:
-        return len(self.loader)
+        n, size = len(self.labels), self.how.batch_size
+        return max(1, n // size) if self.how.train and n > size else -(-n // size)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        for x, y in self.loader:
-            x = x.to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)
+        from torch.utils.data import DataLoader
+
+        how, shuffle = self.how, None
+        if how.train:
+            assert self.generator is not None, "training batches need a seeded generator"
+            seed = int(torch.randint(0, 2**62, (1,), generator=self.generator,
+                                     device=self.generator.device))
+            self.dataset.seed = seed
+            shuffle = torch.Generator().manual_seed(seed)
+        loader = DataLoader(
+            self.dataset, batch_size=how.batch_size, shuffle=how.train,
+            drop_last=how.train and len(self.labels) > how.batch_size,
+            num_workers=self.workers, generator=shuffle,
+            pin_memory=self.device.type == "cuda",
+        )
+        for x, y in loader:
+            x = x.to(self.device, non_blocking=True).contiguous(memory_format=how.memory_format)
             yield x, y.to(self.device, non_blocking=True)

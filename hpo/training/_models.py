@@ -1,13 +1,16 @@
 """Residual networks: He et al. 2016 CIFAR ResNets, a pre-activation ResNet-18, torchvision's.
 
-``build_model`` maps a name to a network. Every block marks the BatchNorm that closes its residual
-branch as ``last_bn`` so that zero-init-residual needs no knowledge of the architecture.
+``build_model`` maps a name to a network. Every block marks the layer that closes its residual
+branch (:func:`mark_closing`) so that zero-init-residual needs no knowledge of the architecture;
+the mark is a plain attribute, so no layer is registered twice and ``state_dict`` keys stay
+those of the architecture (torchvision's, for its models).
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from typing import TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -15,6 +18,20 @@ from torch import nn
 
 from hpo.errors import UserError
 from hpo.training._config import ModelConfig
+
+CLOSES_RESIDUAL = "closes_residual"
+
+M = TypeVar("M", bound=nn.Module)
+
+
+def mark_closing(module: M) -> M:
+    """Marks ``module`` as the last layer of a residual branch (zeroed by zero-init-residual)."""
+    setattr(module, CLOSES_RESIDUAL, True)
+    return module
+
+
+def closes_residual(module: nn.Module) -> bool:
+    return bool(getattr(module, CLOSES_RESIDUAL, False))
 
 
 class BasicBlock(nn.Module):
@@ -25,8 +42,7 @@ class BasicBlock(nn.Module):
         self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(c_out)
         self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(c_out)
-        self.last_bn = self.bn2
+        self.bn2 = mark_closing(nn.BatchNorm2d(c_out))
         self.project: nn.Module | None = None
         self.pad = 0
         self.stride = stride
@@ -84,8 +100,8 @@ class PreActBlock(nn.Module):
         self.bn1 = nn.BatchNorm2d(c_in)
         self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
         self.bn2 = nn.BatchNorm2d(c_out)
-        self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
-        self.last_bn = None  # no BatchNorm closes a pre-activation branch
+        # No BatchNorm closes a pre-activation branch: its last convolution does.
+        self.conv2 = mark_closing(nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False))
         self.project = (
             nn.Conv2d(c_in, c_out, 1, stride, bias=False)
             if stride != 1 or c_in != c_out
@@ -133,9 +149,9 @@ def _torchvision(name: str) -> Callable[[int, int], nn.Module]:
             model.conv1 = nn.Conv2d(in_channels, 64, 7, 2, 3, bias=False)
         for module in model.modules():
             if hasattr(module, "bn3"):
-                module.last_bn = module.bn3
+                mark_closing(module.bn3)
             elif hasattr(module, "bn2"):
-                module.last_bn = module.bn2
+                mark_closing(module.bn2)
         return model
 
     return build

@@ -18,10 +18,16 @@ from hpo.errors import UserError
 
 @dataclass(frozen=True)
 class ScheduleEntry:
-    """A schedule: ``multiplier(p, settings)`` and its settings with their defaults."""
+    """A schedule: its multiplier of the peak lr and its settings with their defaults.
 
-    multiplier: Callable[[float, Mapping[str, Any]], float]
+    ``multiplier(p, settings)`` takes the progress p in [0, 1); with ``by_step`` it is
+    ``multiplier(step, steps, settings)`` instead, for a schedule defined on whole steps
+    (onecycle, whose peak and floor sit on steps as in torch's OneCycleLR).
+    """
+
+    multiplier: Callable[..., float]
     params: Mapping[str, Any] = field(default_factory=dict)
+    by_step: bool = False
 
 
 def _step(p: float, s: Mapping[str, Any]) -> float:
@@ -47,15 +53,17 @@ def _cosine_restarts(p: float, s: Mapping[str, Any]) -> float:
     return _cosine(1.0, s)
 
 
-def _onecycle(p: float, s: Mapping[str, Any]) -> float:
-    # Smith & Topin 2019, torch's OneCycleLR with cosine annealing: peak/div_factor up to peak
-    # over pct_start of the run, then down to peak/(div_factor*final_div_factor).
+def _onecycle(step: int, steps: int, s: Mapping[str, Any]) -> float:
+    # Smith & Topin 2019, exactly as torch's OneCycleLR (cosine, two phases): from
+    # peak/div_factor up to the peak at step pct_start * steps - 1, then down to
+    # peak/(div_factor * final_div_factor) at the last step, steps - 1.
     start = 1.0 / float(s["div_factor"])
     end = start / float(s["final_div_factor"])
-    pct = float(s["pct_start"])
-    if p < pct:
-        return _cos_between(start, 1.0, p / pct)
-    return _cos_between(1.0, end, (p - pct) / (1 - pct))
+    peak_at = float(s["pct_start"]) * steps - 1
+    if step <= peak_at:
+        return _cos_between(start, 1.0, step / peak_at if peak_at > 0 else 1.0)
+    last = steps - 1
+    return _cos_between(1.0, end, (step - peak_at) / (last - peak_at) if last > peak_at else 1.0)
 
 
 def _cos_between(start: float, end: float, t: float) -> float:
@@ -76,11 +84,13 @@ SCHEDULES: dict[str, ScheduleEntry] = {
         _cosine_restarts, {**_WARMUP, **_COSINE, "cycles": 3, "t_mult": 2.0}
     ),
     "onecycle": ScheduleEntry(
-        _onecycle, {"pct_start": 0.3, "div_factor": 25.0, "final_div_factor": 1e4}
+        _onecycle, {"pct_start": 0.3, "div_factor": 25.0, "final_div_factor": 1e4},
+        by_step=True,
     ),
     # Goyal et al. 2017: 5 epochs of linear warmup; then cosine (He et al. 2019).
     "warmup_cosine": ScheduleEntry(_cosine, {"warmup_epochs": 5.0, **_COSINE}),
-    # Decays by a constant factor per step so that the last step sits at final_lr_ratio.
+    # Decays by a constant factor per step towards final_lr_ratio, which p = 1 would reach;
+    # the last step (p = (T - 1) / T) sits one step short of it, as in torch's schedulers.
     "exponential": ScheduleEntry(
         lambda p, s: float(s["final_lr_ratio"]) ** p, {**_WARMUP, "final_lr_ratio": 0.01}
     ),
@@ -111,5 +121,8 @@ def lr_at(
                  total_steps // 2)
     if step < warmup:
         return peak_lr * (step + 1) / warmup
+    if entry.by_step:
+        return peak_lr * entry.multiplier(min(step - warmup, total_steps - warmup - 1),
+                                          total_steps - warmup, settings)
     p = (step - warmup) / max(1, total_steps - warmup)
     return peak_lr * entry.multiplier(min(p, 1.0), settings)

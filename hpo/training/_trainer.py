@@ -264,7 +264,7 @@ def train(
             result.status, result.stop_reason = "stopped", reason
             break
     if data.test is not None and result.status == "completed":
-        test_batches = DeviceBatches(data.test, eval_how, device)
+        test_batches = batches(data.test, eval_how, device)
         result.test_loss, result.test_accuracy = evaluate(forward, test_batches, autocast, device)
     result.wall_time_s = time.perf_counter() - start
     return result

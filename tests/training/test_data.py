@@ -23,6 +23,50 @@ def test_train_validation_and_test_splits_are_disjoint(name: str) -> None:
         assert len(train | val | test) == 1797
 
 
+def _imagefolder(root: Path, with_test_folder: bool) -> None:
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 15), ("test", 3)) if with_test_folder else (("train", 15),):
+        for cls in ("cat", "dog"):
+            folder = root / split / cls
+            folder.mkdir(parents=True)
+            for i in range(n):
+                pixels = rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)
+                Image.fromarray(pixels).save(folder / f"{i}.png")
+
+
+def _config(kind: str, root: Path) -> DataConfig:
+    if kind == "cifar10":
+        _write_cifar(root, 20)
+    elif kind.startswith("imagefolder"):
+        _imagefolder(root, with_test_folder=kind == "imagefolder+test")
+    name = kind.split("+")[0]
+    return DataConfig(name=name, root=str(root), val_fraction=0.2,
+                      options={"image_size": 8} if name == "imagefolder" else {})
+
+
+def _images(split) -> set[bytes]:
+    return {bytes(img.numpy().tobytes()) for img in split.images}
+
+
+@pytest.mark.parametrize("kind", ["digits", "synthetic", "cifar10", "imagefolder",
+                                  "imagefolder+test"])
+def test_study_and_replicates_split_alike_and_never_share_test_images(kind: str,
+                                                                      tmp_path: Path) -> None:
+    """What a study trains and validates on (no test split asked) and what a replicate
+    (test split asked) is tested on never overlap; both see the same validation images."""
+    cfg = _config(kind, tmp_path)
+    study = load_data(cfg)
+    replicate = load_data(cfg, with_test=True)
+    assert study.test is None and replicate.test is not None and len(replicate.test)
+    assert torch.equal(study.val.images, replicate.val.images)
+    assert torch.equal(study.train.images, replicate.train.images)
+    if kind == "digits":  # real data may repeat an image; one source: compare positions
+        seen = set(study.train.index.tolist()) | set(study.val.index.tolist())
+        assert not seen & set(replicate.test.index.tolist())
+    else:
+        assert not (_images(study.train) | _images(study.val)) & _images(replicate.test)
+
+
 def test_study_loads_never_include_the_test_split() -> None:
     assert load_data(DataConfig(name="digits")).test is None
 

@@ -68,9 +68,11 @@ def test_schemes_reset_batchnorm_and_biases() -> None:
             assert torch.all(m.weight == 1) and torch.all(m.bias == 0)
         if isinstance(m, nn.Linear):
             assert torch.all(m.bias == 0)
+            assert m.weight.std().item() == pytest.approx(0.01, rel=0.1)
 
 
 def test_zero_init_residual_zeroes_exactly_the_last_bn_of_each_block() -> None:
+    """He et al.'s CIFAR blocks end in bn2; nothing else is zeroed."""
     model = _model("kaiming_normal", zero=True)
     last = {id(block.bn2) for block in model.blocks}
     zeroed = {id(m) for m in model.modules()
@@ -86,6 +88,46 @@ def test_zero_init_residual_on_torchvision_bottlenecks() -> None:
     blocks = [m for m in model.modules() if hasattr(m, "bn3")]
     assert len(blocks) == 16 and all(torch.all(b.bn3.weight == 0) for b in blocks)
     assert all(torch.all(b.bn1.weight == 1) for b in blocks)
+
+
+def test_zero_init_residual_on_preact_zeroes_the_last_conv_of_each_branch() -> None:
+    """A pre-activation branch ends in a convolution: zero-init must still change the model."""
+    model = build_model(ModelConfig("preact_resnet18"), 3, 10)
+    apply_init(model, "kaiming_normal", True)
+    assert all(torch.all(b.conv2.weight == 0) for b in model.blocks)
+    assert all(torch.all(b.conv1.weight != 0) for b in model.blocks)
+    x = torch.randn(2, 64, 8, 8)
+    block = model.blocks[1].eval()  # same width, stride 1: the identity at the start
+    assert torch.equal(block(x), x)
+
+
+# Every model the table knows, at an input size it accepts.
+MODEL_INPUTS = {"resnet8": 8, "resnet20": 32, "resnet56": 32, "preact_resnet18": 32,
+                "resnet18": 64, "resnet34": 64, "resnet50": 64}
+
+
+@pytest.mark.parametrize("name", MODEL_INPUTS)
+@pytest.mark.parametrize("scheme", INITS)
+def test_first_loss_is_that_of_a_uniform_guess(name: str, scheme: str) -> None:
+    """At step 0 on random inputs every scheme and model is within 25 % of ln(classes)."""
+    size = MODEL_INPUTS[name]
+    for zero in (False, True):
+        torch.manual_seed(1)
+        model = build_model(ModelConfig(name), 3, 10)
+        apply_init(model, scheme, zero)
+        x, y = torch.randn(32, 3, size, size), torch.randint(0, 10, (32,))
+        with torch.no_grad():
+            loss = nn.functional.cross_entropy(model.train()(x), y).item()
+        assert abs(loss / math.log(10) - 1) < 0.25, (zero, loss)
+
+
+def test_default_gives_pytorch_layer_defaults_on_torchvision_models_too() -> None:
+    """torchvision draws its convolutions with fan_out Kaiming; `default` must not keep that."""
+    model = build_model(ModelConfig("resnet18"), 3, 10)
+    apply_init(model, "default", False)
+    conv = model.layer4[0].conv2  # 512 x 512 x 3 x 3
+    fan_in = conv.weight[0].numel()
+    assert conv.weight.std().item() == pytest.approx(1 / math.sqrt(3 * fan_in), rel=0.05)
 
 
 def test_block_starts_as_identity_with_zero_init() -> None:

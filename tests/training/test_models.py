@@ -42,3 +42,23 @@ def test_models_take_the_data_channels_and_classes(name: str, size: int) -> None
 def test_unknown_model_lists_the_allowed_names() -> None:
     with pytest.raises(UserError, match="resnet20.*preact_resnet18"):
         build_model(ModelConfig("resnet21"), 3, 10)
+
+
+@pytest.mark.parametrize("name", ["resnet18", "resnet34", "resnet50"])
+def test_torchvision_models_have_torchvision_state_dict_keys(name: str) -> None:
+    """A checkpoint of ours loads strictly into a plain torchvision model, and back."""
+    import torchvision
+
+    ours = build_model(ModelConfig(name), 3, 10)
+    theirs = getattr(torchvision.models, name)(weights=None, num_classes=10)
+    assert list(ours.state_dict()) == list(theirs.state_dict())
+    theirs.load_state_dict(ours.state_dict(), strict=True)
+
+
+def test_no_layer_is_registered_twice() -> None:
+    """Each state_dict key is its own tensor: 59 parameters + 19 x 3 BN buffers (ResNet-20)."""
+    model = build_model(ModelConfig("resnet20"), 3, 10)
+    state = model.state_dict()
+    assert len(list(model.named_modules(remove_duplicate=False))) == len(list(model.modules()))
+    assert len(list(model.parameters())) == 59
+    assert len(state) == 59 + 3 * 19

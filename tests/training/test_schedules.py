@@ -1,6 +1,7 @@
 import math
 
 import pytest
+import torch
 
 from hpo.training import SCHEDULES, lr_at
 
@@ -58,17 +59,35 @@ def test_cosine_restarts_follow_sgdr_cycles() -> None:
     assert lr("cosine_restarts", 600) == pytest.approx(PEAK * cos((600 - 3 * unit) / (4 * unit)))
 
 
-def test_onecycle_matches_torch_cos_anneal_shape() -> None:
-    start, end = PEAK / 25, PEAK / 25 / 1e4
-    assert lr("onecycle", 0) == pytest.approx(start)
-    assert lr("onecycle", 300) == pytest.approx(PEAK)
-    assert lr("onecycle", 150) == pytest.approx(PEAK + (start - PEAK) * cos(0.5))
-    assert lr("onecycle", 1000) == pytest.approx(end)
+@pytest.mark.parametrize("total,pct,div,final_div", [
+    (1000, 0.3, 25.0, 1e4), (97, 0.25, 10.0, 100.0), (20, 0.5, 5.0, 1e3), (7, 0.3, 25.0, 1e4),
+])
+def test_onecycle_matches_torch_onecycle_lr_step_by_step(total: int, pct: float, div: float,
+                                                         final_div: float) -> None:
+    """The reference is torch.optim.lr_scheduler.OneCycleLR (cosine, two phases)."""
+    param = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.SGD([param], lr=PEAK)
+    sched = torch.optim.lr_scheduler.OneCycleLR(
+        opt, max_lr=PEAK, total_steps=total, pct_start=pct, div_factor=div,
+        final_div_factor=final_div, cycle_momentum=False)
+    ours = []
+    for step in range(total):
+        ours.append(lr_at(step, total, 1, PEAK, "onecycle",
+                          {"pct_start": pct, "div_factor": div, "final_div_factor": final_div}))
+        assert ours[-1] == pytest.approx(opt.param_groups[0]["lr"], rel=1e-9, abs=1e-15), step
+        opt.step()
+        sched.step()
+    peak_at = pct * total - 1
+    if peak_at == int(peak_at):  # the peak lands on a step
+        assert ours[int(peak_at)] == pytest.approx(PEAK) and ours[int(peak_at) + 1] < PEAK
+    assert ours[-1] == pytest.approx(PEAK / div / final_div)  # the floor, at the last step
 
 
 def test_exponential_and_polynomial() -> None:
     assert lr("exponential", 500) == pytest.approx(PEAK * 0.01**0.5)
-    assert lr("exponential", 1000) == pytest.approx(PEAK * 0.01)
+    # One step short of final_lr_ratio at the last step, as torch's ExponentialLR with
+    # gamma = final_lr_ratio ** (1 / TOTAL) would be.
+    assert lr("exponential", 999) == pytest.approx(PEAK * 0.01 ** (999 / TOTAL))
     assert lr("polynomial", 250) == pytest.approx(PEAK * 0.75)
     assert lr("polynomial", 250, power=2.0) == pytest.approx(PEAK * 0.75**2)
 

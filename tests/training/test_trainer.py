@@ -1,10 +1,13 @@
+import dataclasses
+
+import pytest
 import torch
 
 from hpo.training import DataConfig, ModelConfig, TrainConfig, load_data, train
 
 CONFIG = TrainConfig(
     data=DataConfig(name="digits", crop_padding=1), model=ModelConfig("resnet8", width=8),
-    optimizer="nesterov", lr=0.05, weight_decay=5e-4, schedule="cosine", epochs=3,
+    optimizer="nesterov", lr=0.2, weight_decay=5e-4, schedule="cosine", epochs=3,
     batch_size=64, seed=3,
 )
 
@@ -66,11 +69,16 @@ def _history(result):
     return [(m.epoch, m.train_loss, m.val_loss, m.val_accuracy, m.lr) for m in result.history]
 
 
-def test_resume_mid_epoch_from_a_checkpoint_file_gives_the_uninterrupted_result(tmp_path) -> None:
+@pytest.mark.parametrize("loader", ["device", "dataloader"])
+def test_resume_mid_epoch_from_a_checkpoint_file_gives_the_uninterrupted_result(
+        tmp_path, loader: str) -> None:
+    """Bit for bit on the CPU, on both batch paths (shuffle, crops and flips replayed)."""
     from hpo.training import load_checkpoint, save_checkpoint
 
-    data = load_data(CONFIG.data)
-    reference = train(CONFIG, data)
+    config = dataclasses.replace(CONFIG, data=dataclasses.replace(CONFIG.data, loader=loader,
+                                                                   flip=True))
+    data = load_data(config.data)
+    reference = train(config, data)
     steps = {"n": 0}
 
     def stop_after_25_steps() -> bool:
@@ -78,10 +86,10 @@ def test_resume_mid_epoch_from_a_checkpoint_file_gives_the_uninterrupted_result(
         return steps["n"] > 25  # 17 steps per epoch: stops in epoch 2 after 8 steps
 
     path = tmp_path / "ckpt.pt"
-    first = train(CONFIG, data, should_stop=stop_after_25_steps,
+    first = train(config, data, should_stop=stop_after_25_steps,
                   save_state=lambda s: save_checkpoint(path, s))
     assert first.status == "interrupted" and "epoch 2 after 8 of 17 steps" in first.stop_reason
-    resumed = train(CONFIG, data, resume=load_checkpoint(path))
+    resumed = train(config, data, resume=load_checkpoint(path))
     assert resumed.status == "completed" and resumed.resumed_from_epoch == 1
     assert _history(resumed) == _history(reference)
 
@@ -97,8 +105,20 @@ def test_resume_at_an_epoch_boundary(tmp_path) -> None:
     assert resumed.resumed_from_epoch == 2 and _history(resumed) == _history(reference)
 
 
+def test_dataloader_path_evaluates_the_test_split_through_the_dataloader(monkeypatch) -> None:
+    from hpo.training import _trainer
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("device batches built on the dataloader path")
+
+    monkeypatch.setattr(_trainer, "DeviceBatches", refuse)
+    config = dataclasses.replace(CONFIG, epochs=1,
+                                 data=dataclasses.replace(CONFIG.data, loader="dataloader"))
+    result = train(config, load_data(config.data, with_test=True))
+    assert result.test_accuracy is not None and result.test_accuracy > 0.1
+
+
 def test_dataloader_path_reaches_the_same_accuracy_within_noise() -> None:
-    import dataclasses
     import statistics
 
     def final(loader: str, seed: int) -> float:
@@ -114,8 +134,6 @@ def test_dataloader_path_reaches_the_same_accuracy_within_noise() -> None:
 
 
 def test_compiled_model_is_built_once_per_architecture_and_reinitialized(monkeypatch) -> None:
-    import dataclasses
-
     from hpo.training import _trainer
 
     monkeypatch.setenv("HPO_COMPILE_BACKEND", "eager")  # the caching logic, minus inductor time
