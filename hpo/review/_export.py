@@ -28,6 +28,7 @@ import yaml
 import hpo
 from hpo.errors import UserError
 from hpo.review._report import build_report
+from hpo.study._spec import check_config
 from hpo.training import TrainConfig
 
 FORMAT_VERSION = 1
@@ -103,10 +104,7 @@ def load_recipe(path: str | Path) -> Recipe:
         raise UserError(f"{path}: cannot read the export: {str(e).splitlines()[0]}") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("config"), dict):
         raise UserError(f"{path}: config: missing; expected a file written by 'hpo export'")
-    try:
-        config = TrainConfig.from_dict(doc["config"])
-    except TypeError as e:
-        raise UserError(f"{path}: config: {e}") from None
+    config = check_config(doc["config"], str(path))
     metric = doc.get("metric", {})
     prov = doc.get("provenance", {})
     return Recipe(config, metric.get("name", "val_accuracy"), metric.get("value"),

@@ -7,6 +7,7 @@ needed to run and read it without the file.
 
 from __future__ import annotations
 
+import dataclasses
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -23,7 +24,7 @@ from hpo.study._checks import (
     Rule,
 )
 from hpo.study._samplers import PATIENCE_OPTIONS, PRUNERS, SAMPLERS, missing_package
-from hpo.study._space import SearchSpace, grid_space, parse_search
+from hpo.study._space import AXES, PARAMS, SearchSpace, entry_params, grid_space, parse_search
 from hpo.study._storage import Liveness
 from hpo.training import (
     DATASETS,
@@ -151,16 +152,7 @@ def parse_spec(raw: Mapping[str, Any], source: str) -> StudySpec:
                              3)
 
     data = _data(c, c.table(raw, "data", "", None))
-    model_t = c.table(raw, "model", "", ("name", "shortcut", "width"))
-    model_name = c.get(model_t, "model", "name", Rule("str"), "resnet20")
-    problem = check_model_name(model_name)
-    if problem:
-        c.fail("model.name", f"unknown model {model_name!r}; allowed: {problem}")
-    model = ModelConfig(
-        model_name,
-        c.get(model_t, "model", "shortcut", Rule("str", choices=("A", "B")), "A"),
-        c.get(model_t, "model", "width", Rule("int", bound=AT_LEAST_ONE), 16),
-    )
+    model = _model(c, c.table(raw, "model", "", ("name", "shortcut", "width")), "model")
     training = c.options(c.table(raw, "training", "", None), "training", _TRAINING_RULES)
     base = TrainConfig(data=data, model=model, **training)
     space = parse_search(c, c.table(raw, "search", "", None))
@@ -200,11 +192,62 @@ def parse_spec(raw: Mapping[str, Any], source: str) -> StudySpec:
     )
 
 
-def _data(c: Checker, table: dict[str, Any]) -> DataConfig:
-    name = c.get(table, "data", "name", _DATA_RULES["name"], "digits")
+def _model(c: Checker, table: dict[str, Any], path: str) -> ModelConfig:
+    name = c.get(table, path, "name", Rule("str"), "resnet20")
+    problem = check_model_name(name)
+    if problem:
+        c.fail(f"{path}.name", f"unknown model {name!r}; allowed: {problem}")
+    defaults = ModelConfig()
+    cifar = name not in ("preact_resnet18", "resnet18", "resnet34", "resnet50")
+    if not cifar:  # a setting the network ignores would silently mean nothing
+        for key in ("shortcut", "width"):
+            if key in table and table[key] != getattr(defaults, key):
+                c.fail(f"{path}.{key}", f"{name} has no {key} setting; only the CIFAR "
+                                        "ResNets (resnet8, resnet20, ... any 6n+2) have one")
+    return ModelConfig(
+        name,
+        c.get(table, path, "shortcut", Rule("str", choices=("A", "B")), defaults.shortcut),
+        c.get(table, path, "width", Rule("int", bound=AT_LEAST_ONE), defaults.width),
+    )
+
+
+def _data(c: Checker, table: dict[str, Any], path: str = "data") -> DataConfig:
+    name = c.get(table, path, "name", _DATA_RULES["name"], "digits")
     extra = _DATASET_OPTIONS.get(name, {})
-    c.no_unknown(table, "data", [*_DATA_RULES, *extra])
-    common = {k: c.value(v, f"data.{k}", _DATA_RULES[k])
+    c.no_unknown(table, path, [*_DATA_RULES, *extra])
+    common = {k: c.value(v, f"{path}.{k}", _DATA_RULES[k])
               for k, v in table.items() if k in _DATA_RULES}
-    options = {k: c.value(v, f"data.{k}", extra[k]) for k, v in table.items() if k in extra}
+    options = {k: c.value(v, f"{path}.{k}", extra[k]) for k, v in table.items() if k in extra}
     return DataConfig(**{**common, "name": name}, options=options)
+
+
+def check_config(raw: Mapping[str, Any], source: str) -> TrainConfig:
+    """A resolved config (an export's ``config``) checked by the rules a spec obeys.
+
+    Every name, type and range is checked, so an edited export fails here with one line
+    naming the file and the key, not deep inside torch.
+    """
+    c = Checker(source)
+    if not isinstance(raw, Mapping):
+        c.fail("config", "must be a mapping of the training settings")
+    c.no_unknown(raw, "config", [f.name for f in dataclasses.fields(TrainConfig)])
+    data_t = c.table(raw, "data", "config", None)
+    options = data_t.pop("options", None) or {}
+    if not isinstance(options, Mapping):
+        c.fail("config.data.options", f"must be a mapping, got {options!r}")
+    data_t = {k: v for k, v in {**data_t, **options}.items() if v is not None}
+    data = _data(c, data_t, "config.data")
+    model = _model(c, c.table(raw, "model", "config", None), "config.model")
+    checked: dict[str, Any] = {}
+    for axis, rule in AXES.items():
+        checked[axis] = c.get(raw, "config", axis, rule, getattr(TrainConfig, axis))
+    for key in ("lr", "weight_decay"):
+        checked[key] = c.get(raw, "config", key, PARAMS[key], getattr(TrainConfig, key))
+    for entry, key in ((checked["optimizer"], "optimizer_params"),
+                       (checked["schedule"], "schedule_params")):
+        table = c.table(raw, key, "config", [p for p in entry_params(entry)
+                                             if p not in ("lr", "weight_decay")])
+        checked[key] = {p: c.value(v, f"config.{key}.{p}", PARAMS[p]) for p, v in table.items()}
+    training = {k: v for k, v in raw.items() if k in _TRAINING_RULES}
+    checked.update(c.options(training, "config", _TRAINING_RULES))
+    return TrainConfig(data=data, model=model, **checked)

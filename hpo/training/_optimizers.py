@@ -24,7 +24,6 @@ class OptimizerEntry:
 
     Attributes:
         build: (param groups, lr, settings) -> optimizer; weight decay is set per group.
-        decay: ``l2`` (added to the gradient) or ``decoupled`` (Loshchilov & Hutter).
         lr_range: default log-uniform search range of the learning rate.
         wd_range: default log-uniform search range of the weight decay.
         params: the family's own settings and their defaults; the spec may fix or search them.
@@ -32,7 +31,6 @@ class OptimizerEntry:
     """
 
     build: Builder
-    decay: str
     lr_range: tuple[float, float]
     wd_range: tuple[float, float]
     params: Mapping[str, Any] = field(default_factory=dict)
@@ -48,38 +46,38 @@ _ADAM_PARAMS = {"beta1": 0.9, "beta2": 0.999, "eps": 1e-8}
 OPTIMIZERS: dict[str, OptimizerEntry] = {
     "sgd": OptimizerEntry(
         lambda g, lr, p, **k: torch.optim.SGD(g, lr=lr, momentum=p["momentum"], **k),
-        "l2", (1e-3, 1.0), (1e-5, 1e-3), {"momentum": 0.9}, fused=True,
+        (1e-3, 1.0), (1e-5, 1e-3), {"momentum": 0.9}, fused=True,
     ),
     "nesterov": OptimizerEntry(
         lambda g, lr, p, **k: torch.optim.SGD(g, lr=lr, momentum=p["momentum"], nesterov=True,
                                              **k),
-        "l2", (1e-3, 1.0), (1e-5, 1e-3), {"momentum": 0.9}, fused=True,
+        (1e-3, 1.0), (1e-5, 1e-3), {"momentum": 0.9}, fused=True,
     ),
     "adam": OptimizerEntry(
         lambda g, lr, p, **k: torch.optim.Adam(g, lr=lr, betas=_betas(p), eps=p["eps"], **k),
-        "l2", (1e-5, 1e-2), (1e-6, 1e-3), _ADAM_PARAMS, fused=True,
+        (1e-5, 1e-2), (1e-6, 1e-3), _ADAM_PARAMS, fused=True,
     ),
     "adamw": OptimizerEntry(
         lambda g, lr, p, **k: torch.optim.AdamW(g, lr=lr, betas=_betas(p), eps=p["eps"], **k),
-        "decoupled", (1e-5, 1e-2), (1e-3, 0.5), _ADAM_PARAMS, fused=True,
+        (1e-5, 1e-2), (1e-3, 0.5), _ADAM_PARAMS, fused=True,
     ),
     "nadam": OptimizerEntry(
         lambda g, lr, p, **k: torch.optim.NAdam(g, lr=lr, betas=_betas(p), eps=p["eps"], **k),
-        "l2", (1e-5, 1e-2), (1e-6, 1e-3), _ADAM_PARAMS,
+        (1e-5, 1e-2), (1e-6, 1e-3), _ADAM_PARAMS,
     ),
     "radam": OptimizerEntry(
         lambda g, lr, p, **k: torch.optim.RAdam(g, lr=lr, betas=_betas(p), eps=p["eps"], **k),
-        "l2", (1e-5, 1e-2), (1e-6, 1e-3), _ADAM_PARAMS,
+        (1e-5, 1e-2), (1e-6, 1e-3), _ADAM_PARAMS,
     ),
     "rmsprop": OptimizerEntry(
         lambda g, lr, p, **k: torch.optim.RMSprop(
             g, lr=lr, alpha=p["alpha"], eps=p["eps"], momentum=p["momentum"], **k
         ),
-        "l2", (1e-5, 1e-2), (1e-6, 1e-3), {"momentum": 0.9, "alpha": 0.99, "eps": 1e-8},
+        (1e-5, 1e-2), (1e-6, 1e-3), {"momentum": 0.9, "alpha": 0.99, "eps": 1e-8},
     ),
     "adagrad": OptimizerEntry(
         lambda g, lr, p, **k: torch.optim.Adagrad(g, lr=lr, eps=p["eps"], **k),
-        "l2", (1e-3, 1e-1), (1e-6, 1e-3), {"eps": 1e-10},
+        (1e-3, 1e-1), (1e-6, 1e-3), {"eps": 1e-10},
     ),
 }
 

@@ -21,6 +21,9 @@ from hpo.review import compute
 from hpo.study import open_storage
 from tests.conftest import REPO, run_hpo, write_spec
 
+# Screenshots to look at, kept outside the working tree.
+ARTIFACTS = Path(os.environ.get("HPO_TEST_ARTIFACTS", "/tmp/hpo-test-artifacts"))
+ARTIFACTS.mkdir(parents=True, exist_ok=True)
 SCHEMA = json.loads((REPO / "hpo" / "review" / "report.schema.json").read_text())
 
 
@@ -117,6 +120,27 @@ def test_export_then_train_verify_reproduces_and_catches_an_edit(finished: Path)
         == best.value, json_out.stderr
 
 
+@pytest.mark.parametrize("edit,key", [
+    (("optimizer: ", "optimizer: adamx  # "), "config.optimizer: unknown value 'adamx'"),
+    (("  lr: ", "  lr: -1  # "), "config.lr: must be > 0"),
+    (("batch_size: ", "batch_size: many  # "), "config.batch_size: must be an integer"),
+    (("  options: {}", "  options: {image_size: 8}"), "config.data.image_size: unknown key"),
+])
+def test_an_edited_export_is_checked_like_a_spec(finished: Path, tmp_path: Path, edit: tuple,
+                                                key: str) -> None:
+    out = tmp_path / "exports"
+    assert run_hpo("export", "tiny", "--out", str(out), cwd=finished).returncode == 0
+    (path,) = out.glob("*.yaml")
+    text = path.read_text()
+    assert edit[0] in text
+    bad = path.with_name("bad.yaml")
+    bad.write_text(text.replace(edit[0], edit[1], 1))
+    result = run_hpo("train", str(bad), cwd=finished)
+    assert result.returncode == 2, result.stderr[-2000:]
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"hpo: error: {bad}: {key}"), result.stderr
+
+
 def test_compare_aligns_studies_on_shared_levels(finished: Path) -> None:
     spec = write_spec(finished, n_trials=2, epochs=1, name="other.toml",
                       search='optimizer = ["nadam"]\n')
@@ -135,7 +159,16 @@ def test_replicate_gives_mean_and_ci_per_configuration(finished: Path) -> None:
     configs = report["replicates"]["configs"]
     assert len(configs) == 2 and all(c["n"] == 2 for c in configs)
     assert all(c["val_ci95"] is not None and c["test_mean"] is not None for c in configs)
-    assert report["replicates"]["leader_separated"] in (True, False)
+    # Welch's t-test on the two best configurations' stored values, by scipy directly.
+    from scipy import stats
+
+    values = {c["trial_number"]: [t.value for t in _study(finished).get_trials()
+                                  if t.user_attrs.get("replicate_of") == c["trial_number"]]
+              for c in configs}
+    first, second = (values[c["trial_number"]] for c in configs)
+    assert sum(first) / 2 >= sum(second) / 2  # the leader is listed first
+    p = stats.ttest_ind(first, second, equal_var=False).pvalue
+    assert report["replicates"]["leader_separated"] is bool(p == p and p < 0.05)
     reps = [t for t in _study(finished).get_trials() if "replicate_of" in t.user_attrs]
     assert all("test_accuracy" in t.user_attrs for t in reps)
     assert {t.user_attrs["config"]["seed"] for t in reps} == {1000, 1001}
@@ -183,8 +216,7 @@ def test_dashboard_serves_notes_and_artifacts_on_localhost_only(finished: Path) 
         if chromium is None and os.environ.get("CI"):
             pytest.fail("CI must have Debian's chromium (.ci/run installs it)")
         if chromium:
-            shot = REPO / "tests" / "artifacts" / "dashboard.png"
-            shot.parent.mkdir(exist_ok=True)
+            shot = ARTIFACTS / "dashboard.png"
             page = f"http://127.0.0.1:{port}/dashboard/studies/{study_id}"
             flags = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
                      "--disable-background-networking", "--disable-component-update",

@@ -57,21 +57,41 @@ def test_every_sampler_explores_the_conditional_space(sampler: str) -> None:
 
 
 def test_grid_sampler_covers_the_whole_grid() -> None:
-    spec = _spec("grid")
-    # 2 optimizers, 2 schedules, 2 inits, 2 zero-init, momentum x2, warmup x3, family settings.
-    assert spec.grid["optimizer"] == ["sgd", "adamw"]
-    assert spec.grid["sgd.lr"] == pytest.approx([0.05, 0.1, 0.15, 0.2])
-    assert spec.grid["warmup_cosine.warmup_epochs"] == [0.0, 1.0, 2.0]
+    """Every searched dimension of SEARCH, each family's settings under its own name; fixed
+    settings (adamw's beta1 and eps, the cosine floors, no_decay_bn_bias) are not in the grid."""
+    grid = _spec("grid").grid
+    assert grid.pop("sgd.lr") == pytest.approx([0.05, 0.1, 0.15, 0.2])
+    assert grid == {
+        "optimizer": ["sgd", "adamw"], "schedule": ["cosine", "warmup_cosine"],
+        "init": ["kaiming_normal", "orthogonal"], "zero_init_residual": [True, False],
+        "sgd.weight_decay": [1e-4, 5e-4], "sgd.momentum": [0.8, 0.9],
+        "adamw.lr": [1e-3, 3e-3], "adamw.weight_decay": [0.01, 0.1],
+        "adamw.beta2": [0.99, 0.999],
+        "cosine.warmup_epochs": [0.0, 1.0, 2.0], "warmup_cosine.warmup_epochs": [0.0, 1.0, 2.0],
+    }
 
 
-@pytest.mark.parametrize("pruner,options", [
-    ("none", {}), ("median", {"n_warmup_steps": 1}), ("percentile", {"percentile": 40.0}),
-    ("successive_halving", {"min_resource": 1}), ("hyperband", {"min_resource": 1}),
-    ("threshold", {"lower": 0.5}), ("median", {"patience": 1, "min_delta": 0.01}),
-])
-def test_every_pruner_is_built_and_prunes_a_bad_curve(pruner: str, options: dict) -> None:
+# (pruner, options, {bad trial: step it is pruned at}). Trials 0-3 are good, 4-7 bad; the
+# median and percentile pruners keep their 5 startup trials (0-4); patience 1 waits one step
+# without improvement past the first comparison.
+PRUNING = [
+    ("none", {}, {}),
+    ("median", {"n_warmup_steps": 1}, {5: 1, 6: 1, 7: 1}),
+    ("percentile", {"percentile": 40.0}, {5: 1, 6: 1, 7: 1}),
+    ("successive_halving", {"min_resource": 1}, {4: 1, 5: 1, 6: 1, 7: 1}),
+    # Brackets are drawn from a hash of the study name and trial number (fixed name below):
+    # trial 7 lands alone in a bracket with nothing to be compared with.
+    ("hyperband", {"min_resource": 1}, {4: 1, 5: 1, 6: 1}),
+    ("threshold", {"lower": 0.5}, {4: 1, 5: 1, 6: 1, 7: 1}),
+    ("median", {"patience": 1, "min_delta": 0.01}, {5: 3, 6: 3, 7: 3}),
+]
+
+
+@pytest.mark.parametrize("pruner,options,expected", PRUNING)
+def test_every_pruner_prunes_the_bad_curves_and_keeps_the_good(pruner: str, options: dict,
+                                                               expected: dict) -> None:
     spec = _spec("random", pruner, **options)
-    study = optuna.create_study(direction="maximize",
+    study = optuna.create_study(direction="maximize", study_name="brackets-hash-this-name",
                                 pruner=build_pruner(spec.pruner, spec.pruner_options),
                                 sampler=optuna.samplers.RandomSampler(seed=0))
     pruned_at = {}
@@ -87,10 +107,8 @@ def test_every_pruner_is_built_and_prunes_a_bad_curve(pruner: str, options: dict
         return value
 
     study.optimize(objective, n_trials=8)
-    if pruner == "none":
-        assert not pruned_at
-    else:
-        assert pruned_at and min(pruned_at) >= 1
+    assert pruned_at == expected
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials[:4])
 
 
 def test_all_pruners_are_covered() -> None:

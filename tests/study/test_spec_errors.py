@@ -42,6 +42,8 @@ CASES = [
                                                 "kaiming_normal"]),
     ("unknown-model", VALID.replace('"resnet8"', '"resnet9"'),
      ["model.name: unknown model 'resnet9'", "resnet20"]),
+    ("setting-the-model-ignores", VALID.replace('"resnet8"', '"resnet18"\nshortcut = "B"'),
+     ["model.shortcut: resnet18 has no shortcut setting", "CIFAR ResNets"]),
     ("unknown-dataset", VALID + '[data]\nname = "mnist"\n',
      ["data.name: unknown value 'mnist'", "digits, synthetic, cifar10"]),
     ("negative-epochs", VALID.replace("epochs = 2", "epochs = -3"),

@@ -44,9 +44,22 @@ def test_every_optimizer_is_built_with_its_conditional_settings(name: str) -> No
     assert group.get("nesterov", False) == (name == "nesterov")
 
 
-def test_decay_kind_is_declared_per_family() -> None:
-    assert OPTIMIZERS["adamw"].decay == "decoupled"
-    assert OPTIMIZERS["adam"].decay == "l2" and OPTIMIZERS["sgd"].decay == "l2"
+@pytest.mark.parametrize("name,expected", [
+    # p = 1, zero gradient, lr 0.1, weight decay 0.1, one step (formulas of torch.optim's docs):
+    # AdamW decays the weight itself: p - lr * wd * p = 0.99; its Adam step sees no gradient.
+    ("adamw", 0.99),
+    # Adam adds wd * p to the gradient (L2): g = 0.1, m_hat = g, v_hat = g^2, p - lr = 0.9.
+    ("adam", 0.9),
+    # SGD adds wd * p to the gradient: p - lr * 0.1 = 0.99.
+    ("sgd", 0.99),
+])
+def test_weight_decay_is_decoupled_for_adamw_and_l2_otherwise(name: str, expected: float) -> None:
+    model = nn.Linear(1, 1, bias=False)
+    nn.init.ones_(model.weight)
+    opt = build_optimizer(name, model, 0.1, 0.1, False, {})
+    model.weight.grad = torch.zeros_like(model.weight)
+    opt.step()
+    assert model.weight.item() == pytest.approx(expected, rel=1e-5)
 
 
 def test_no_decay_group_holds_exactly_batchnorm_parameters_and_biases() -> None:
