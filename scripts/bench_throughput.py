@@ -41,10 +41,9 @@ def naive(config: TrainConfig, data: Data, device: torch.device, workers: int) -
     apply_init(model, config.init, False)
     model = model.to(device)
     opt = build_optimizer(config.optimizer, model, config.lr, config.weight_decay, False, {})
-    g = torch.Generator().manual_seed(0)
     how = Batching(config.batch_size, data.mean, data.std)
     train_b = HostBatches(data.train, replace(how, train=True, crop_padding=4, flip=True), device,
-                          g, workers)
+                          workers=workers)
     val_b = HostBatches(data.val, how, device, workers=workers)
     start = time.perf_counter()
     for _ in range(config.epochs):

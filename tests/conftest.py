@@ -69,6 +69,18 @@ def run_hpo(*args: str, cwd: Path, timeout: float = 300, env: dict | None = None
     )
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked ``cuda`` need a GPU: skipped, with the reason, where there is none."""
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU (scripts/gpu_check.py runs them there)")
+    for item in items:
+        if "cuda" in item.keywords:
+            item.add_marker(skip)
+
+
 @pytest.fixture
 def pg_url() -> Iterator[str]:
     """The test PostgreSQL database; skipping is not an option, so a missing server fails."""

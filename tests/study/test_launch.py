@@ -63,12 +63,12 @@ def test_same_spec_and_seed_with_one_worker_give_the_same_study_twice(tmp_path: 
 def test_diverging_config_is_pruned_with_its_reason_and_the_worker_carries_on(
     tmp_path: Path,
 ) -> None:
-    search = 'optimizer = "sgd"\nschedule = "constant"\nlr = [1e6, 0.05]\nweight_decay = 0.0\n'
+    search = 'optimizer = "sgd"\nschedule = "constant"\nlr = [1e6, 0.3]\nweight_decay = 0.0\n'
     spec = write_spec(tmp_path, n_trials=2, epochs=2, sampler="grid", search=search)
     storage = str(tmp_path / "s.journal")
     assert main(["launch", str(spec), "--storage", storage]) == 0
     by_lr = {t.params["sgd.lr"]: t for t in _study(storage).get_trials()}
-    bad, good = by_lr[1e6], by_lr[0.05]
+    bad, good = by_lr[1e6], by_lr[0.3]
     assert bad.state == TrialState.PRUNED
     assert bad.user_attrs["stop_reason"].startswith("diverged: training loss")
     assert good.state == TrialState.COMPLETE and good.value > 0.5
