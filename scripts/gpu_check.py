@@ -79,7 +79,8 @@ def run_step(name: str, cmd: list[str], out: Path, limit: float,
     except subprocess.TimeoutExpired as e:
         ok = False
         text = f"{e.stdout or ''}{e.stderr or ''}\n[gpu_check] {name}: over its {limit:.0f} s"
-    text += f"\n[gpu_check] {name}: {'ok' if ok else 'FAILED'} in {time.monotonic() - start:.1f} s\n"
+    took = time.monotonic() - start
+    text += f"\n[gpu_check] {name}: {'ok' if ok else 'FAILED'} in {took:.1f} s\n"
     (out / f"{name}.log").write_text(text)
     return ok, text
 

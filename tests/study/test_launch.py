@@ -71,7 +71,7 @@ def test_diverging_config_is_pruned_with_its_reason_and_the_worker_carries_on(
     bad, good = by_lr[1e6], by_lr[0.3]
     assert bad.state == TrialState.PRUNED
     assert bad.user_attrs["stop_reason"].startswith("diverged: training loss")
-    assert good.state == TrialState.COMPLETE and good.value > 0.5
+    assert good.state == TrialState.COMPLETE and good.value > 0.3  # chance: 0.1
 
 
 def test_resume_continues_the_same_study_and_refuses_another_spec(
