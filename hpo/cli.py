@@ -45,6 +45,7 @@ def _launch(args: argparse.Namespace) -> int:
     study, status = launch(
         spec, url, args.study_name or spec.name, _slots(args, dict(spec.raw)),
         checkpoint_dir=_checkpoint_dir(args, url), n_trials=args.n_trials, timeout=args.timeout,
+        stop=args.stop,
     )
     print(f"\nTop 5 of study {study.study_name!r}:")
     print(top_table(study, spec.metric, 5))
@@ -59,7 +60,7 @@ def _worker(args: argparse.Namespace) -> int:
     slots = _slots(args, dict(spec.raw))
     return run_pool(url, args.study, slots, checkpoint_dir=_checkpoint_dir(args, url),
                     liveness=spec.liveness, n_trials=args.n_trials or spec.n_trials,
-                    timeout=args.timeout)
+                    timeout=args.timeout, stop=args.stop)
 
 
 def _status(args: argparse.Namespace) -> int:
@@ -220,7 +221,7 @@ def _replicate(args: argparse.Namespace) -> int:
     slots = _slots(args, dict(spec.raw))
     # The budget is met already: the workers run the queued replicates and stop.
     status = run_pool(url, args.study, slots, checkpoint_dir=_checkpoint_dir(args, url),
-                      liveness=spec.liveness, n_trials=1, timeout=args.timeout)
+                      liveness=spec.liveness, n_trials=1, timeout=args.timeout, stop=args.stop)
     report = build_report(study, redact(url), args.top)
     text = to_text(report)
     print(text[text.index("Replicates"):] if "Replicates" in text else text)
@@ -362,8 +363,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Commands that run workers: they turn SIGINT/SIGTERM into a flag before anything slow runs.
+_RUNS = ("launch", "worker", "replicate")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.stop = None
+    if args.command in _RUNS:
+        from hpo.study._signals import StopFlag
+
+        args.stop = StopFlag()
+        args.stop.install()
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # hpo prints its own progress

@@ -14,6 +14,7 @@ import optuna
 
 from hpo.errors import UserError
 from hpo.study._pool import Slot, run_pool
+from hpo.study._signals import StopFlag
 from hpo.study._spec import StudySpec
 from hpo.study._storage import open_storage, redact
 
@@ -54,6 +55,7 @@ def launch(
     n_trials: int | None = None,
     timeout: float | None = None,
     out: TextIO | None = None,
+    stop: StopFlag | None = None,
 ) -> tuple[optuna.Study, int]:
     """Creates or resumes the study and runs it to its budget with local workers.
 
@@ -67,5 +69,6 @@ def launch(
           f"{len(slots)} worker(s) on {where}, metric {spec.metric} ({spec.direction})",
           file=out, flush=True)
     status = run_pool(storage_url, study_name, slots, checkpoint_dir=checkpoint_dir,
-                      liveness=spec.liveness, n_trials=budget, timeout=timeout, out=out)
+                      liveness=spec.liveness, n_trials=budget, timeout=timeout, out=out,
+                      stop=stop)
     return study, status

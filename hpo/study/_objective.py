@@ -26,6 +26,7 @@ import torch
 
 from hpo.study._checkpoints import CheckpointStore
 from hpo.study._notes import attach
+from hpo.study._ownership import TrialLocks
 from hpo.study._space import suggest_config
 from hpo.study._spec import StudySpec
 from hpo.study._storage import Liveness, requeue
@@ -59,24 +60,39 @@ class Objective:
         should_stop: the worker's stop flag, polled by the trainer between steps.
         checkpoints: where trials save and resume; None disables checkpoints.
         liveness: retry settings for requeueing interrupted trials.
+        artifacts: where trials' figures go (the dashboard serves them).
+        locks: ownership locks of running trials (storages without heartbeats rely on them);
+            the worker releases each after its trial's result is stored.
     """
 
     def __init__(self, spec: StudySpec, device: torch.device,
                  should_stop: Callable[[], bool] | None = None,
                  checkpoints: CheckpointStore | None = None,
                  liveness: Liveness | None = None,
-                 artifacts: optuna.artifacts.FileSystemArtifactStore | None = None) -> None:
+                 artifacts: optuna.artifacts.FileSystemArtifactStore | None = None,
+                 locks: TrialLocks | None = None) -> None:
         self.spec = spec
         self.device = device
         self.should_stop = should_stop
         self.checkpoints = checkpoints
         self.liveness = liveness or Liveness()
         self.artifacts = artifacts
+        self.locks = locks
         self.out_of_memory = False  # set when a trial ran out of device memory
         self._data: Data | None = None
         self._data_with_test: Data | None = None
 
     def __call__(self, trial: optuna.Trial) -> float:
+        try:
+            return self._run(trial)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            # Another worker declared this trial stale and retried it while it ran: nothing of
+            # this run may be written (the worker says so in one line, see run_worker).
+            raise TrialAbandoned(trial.number) from None
+
+    def _run(self, trial: optuna.Trial) -> float:
+        if self.locks is not None:  # before anything names this process as the trial's owner
+            self.locks.hold(trial.number)
         spec = self.spec
         config = suggest_config(trial, spec.space, spec.base)
         # A replicate (hpo replicate) reruns a finished trial's params with a new seed, is never
@@ -123,8 +139,6 @@ class Objective:
             trial.study.stop()
             raise TrialInterrupted("out of memory") from None
         except TrialAbandoned:
-            _log.warning("trial %d was declared stale by another worker and retried; this "
-                         "worker's late run is dropped without writing", trial.number)
             raise
         except Exception as e:
             trial.set_user_attr("stop_reason", f"error: {type(e).__name__}: {e}")

@@ -22,9 +22,10 @@ from typing import TextIO
 import optuna
 from optuna.trial import TrialState
 
-from hpo.errors import UserError
+from hpo.study._entry import EXIT_OUT_OF_MEMORY, worker_main
+from hpo.study._signals import StopFlag
 from hpo.study._storage import Liveness, open_storage, requeue
-from hpo.study._worker import EXIT_OUT_OF_MEMORY, StopFlag, default_threads, run_worker
+from hpo.study._worker import default_threads
 
 
 @dataclass(frozen=True)
@@ -103,22 +104,6 @@ class Progress:
                 f"running{queued}{reps}; best {best}")
 
 
-def _worker_main(url: str, name: str, checkpoint_dir: str | None, n_trials: int | None,
-                 timeout: float | None, slot: Slot, threads: int) -> None:
-    if slot.gpu is not None:
-        os.environ["CUDA_VISIBLE_DEVICES"] = slot.gpu  # before anything initializes CUDA
-    try:
-        code = run_worker(url, name, checkpoint_dir, n_trials=n_trials, timeout=timeout,
-                          worker_index=slot.index, threads=threads)
-        if code:
-            print(f"hpo worker {slot.index}: out of memory on GPU {slot.gpu}; this worker "
-                  "stops so that the GPU runs one trial fewer", file=sys.stderr)
-            sys.exit(code)
-    except UserError as e:
-        print(f"hpo worker {slot.index}: error: {e}", file=sys.stderr)
-        sys.exit(2)
-
-
 def run_pool(
     storage_url: str,
     study_name: str,
@@ -129,25 +114,34 @@ def run_pool(
     n_trials: int,
     timeout: float | None = None,
     out: TextIO | None = None,
+    stop: StopFlag | None = None,
 ) -> int:
     """Runs one worker process per slot until they end; returns the exit status.
 
     0: the workers finished (or were stopped by SIGTERM: a clean preemption); 130: SIGINT;
     1: a worker died (its trial is requeued); 2: a worker refused its input.
+
+    ``stop`` is the flag the command installed first thing (a signal during start-up then
+    counts as a request to stop, not a crash); one is installed here when None.
     """
     out = out or sys.stderr
+    restore = None
+    if stop is None:
+        stop = StopFlag()
+        restore = stop.install()
+    if stop():
+        print("[hpo] stopped before any worker started", file=out, flush=True)
+        return stop.exit_status
     study = optuna.load_study(study_name=study_name, storage=open_storage(storage_url))
     ctx = multiprocessing.get_context("spawn")
     threads = default_threads(len(slots))
     procs = [
-        ctx.Process(target=_worker_main, name=f"hpo-worker-{s.index}",
+        ctx.Process(target=worker_main, name=f"hpo-worker-{s.index}",
                     args=(storage_url, study_name, str(checkpoint_dir) if checkpoint_dir else None,
                           n_trials, timeout, s, threads))
         for s in slots
     ]
     # A signal only sets a flag, so that it never lands inside a storage read or write here.
-    stop = StopFlag()
-    restore = stop.install()
     for p in procs:
         p.start()
     status = 0
@@ -160,15 +154,17 @@ def run_pool(
                 print(line, file=out, flush=True)
                 last = line
         if stop():
-            status = 0 if stop.signum == signal.SIGTERM else 130
+            status = stop.exit_status
             print("[hpo] stopping workers: running trials checkpoint and are queued to resume",
                   file=out, flush=True)
             _stop(procs)
     finally:
-        restore()
+        if restore is not None:
+            restore()
     unclean = [p for p in procs if p.exitcode not in (0, 2, EXIT_OUT_OF_MEMORY, None)]
+    requeued: dict[int, int | None] = {}
     if unclean:
-        _requeue_orphans(study, {p.pid for p in unclean if p.pid}, liveness)
+        requeued = _requeue_orphans(study, {p.pid for p in unclean if p.pid}, liveness)
     # A worker that was told to stop may be ended by the forwarded SIGTERM itself, when it
     # arrives while the worker's interpreter is already exiting (handlers are reset then).
     dead = [p for p in unclean if not (stop() and p.exitcode == -signal.SIGTERM)]
@@ -176,7 +172,7 @@ def run_pool(
         if status == 0:
             status = 1
             codes = ", ".join(f"{p.name}: {p.exitcode}" for p in dead)
-            print(f"[hpo] a worker died ({codes}); its trial is queued to resume",
+            print(f"[hpo] a worker died ({codes}); {_requeued_words(requeued)}",
                   file=out, flush=True)
     elif status == 0 and any(p.exitcode == 2 for p in procs):
         status = 2
@@ -200,9 +196,26 @@ def _stop(procs: list[multiprocessing.process.BaseProcess]) -> None:
             p.join()
 
 
-def _requeue_orphans(study: optuna.Study, pids: set[int], liveness: Liveness) -> None:
-    """Fails and retries every trial that one of our dead workers left RUNNING."""
+def _requeue_orphans(study: optuna.Study, pids: set[int], liveness: Liveness
+                     ) -> dict[int, int | None]:
+    """Fails and retries every trial that one of our dead workers left RUNNING.
+
+    Returns {trial number: its retry's number, or None when no retry was left}.
+    """
     host = socket.gethostname()
+    requeued = {}
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         if t.user_attrs.get("host") == host and t.user_attrs.get("worker_pid") in pids:
-            requeue(study, t.number, liveness, reason="its worker process died; queued to resume")
+            requeued[t.number] = requeue(
+                study, t.number, liveness, reason="its worker process died; queued to resume")
+    return requeued
+
+
+def _requeued_words(requeued: dict[int, int | None]) -> str:
+    """What happened to the dead workers' trials, for the one line the pool prints."""
+    if not requeued:
+        return "it was running no trial, so nothing was lost"
+    return "; ".join(f"trial {n} is queued to resume as trial {r}" if r is not None else
+                     f"trial {n} is not retried again (another process retried it first, or "
+                     "its retries are spent)"
+                     for n, r in sorted(requeued.items()))

@@ -15,6 +15,7 @@ restarting or unreachable, so a database restart pauses workers instead of killi
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import os
 import time
@@ -25,7 +26,7 @@ from typing import Any, TypeVar
 
 import optuna
 import sqlalchemy.exc
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 from hpo.errors import UserError
 
@@ -56,14 +57,64 @@ class Liveness:
     grace_period: int = 90
     max_retry: int = 3
 
-    def retry_callback(self) -> optuna.storages.RetryHeartbeatStaleTrialCallback:
-        import warnings
+    def retry_callback(self) -> RetryStale:
+        """What Optuna calls for a trial its heartbeat check failed: queue its retry."""
+        return RetryStale(self)
 
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return optuna.storages.RetryHeartbeatStaleTrialCallback(
-                max_retry=self.max_retry, inherit_intermediate_values=True
-            )
+
+# User attributes a retry keeps: they say what the trial is (its lineage), not how a run of it
+# went. Everything else (epochs_run, stop_reason, device, host, ...) describes the failed run
+# and is written afresh by the retry's own run.
+LINEAGE_ATTRS = ("replicate_of", "replicate_seed")
+
+
+def retry(study: optuna.Study, trial: FrozenTrial, liveness: Liveness) -> int | None:
+    """Queues a retry of the failed ``trial`` (same parameters, the epochs it reported, its
+    lineage) and returns the retry's number; None when ``max_retry`` retries are spent.
+
+    Like Optuna's ``RetryHeartbeatStaleTrialCallback`` (``failed_trial`` names the first trial
+    of the chain, ``retry_history`` every trial of it), but the retry does not inherit the
+    failed run's user attributes: a retry that has trained nothing yet shows no epochs.
+    """
+    history = [*trial.system_attrs.get("retry_history", []), trial.number]
+    if len(history) > liveness.max_retry:
+        return None
+    template = optuna.trial.create_trial(
+        state=TrialState.WAITING, params=trial.params, distributions=trial.distributions,
+        user_attrs={k: trial.user_attrs[k] for k in LINEAGE_ATTRS if k in trial.user_attrs},
+        system_attrs={**trial.system_attrs,
+                      "failed_trial": trial.system_attrs.get("failed_trial", trial.number),
+                      "retry_history": history},
+        intermediate_values=trial.intermediate_values,
+    )
+    storage = study._storage  # noqa: SLF001 - Study.add_trial, keeping the new trial's id
+    trial_id = storage.create_new_trial(study._study_id, template_trial=template)
+    return storage.get_trial_number_from_id(trial_id)
+
+
+class RetryStale:
+    """The heartbeat-stale callback: queues the retry and says why the trial failed.
+
+    A stale trial was failed by Optuna while its run was silent, so it carries no
+    ``stop_reason``; this writes ``no heartbeat for N s on host H; retried as trial M`` on it
+    (the storage writes that one attribute on a finished trial, see
+    :meth:`ResilientRDBStorage.annotate_finished`).
+    """
+
+    def __init__(self, liveness: Liveness) -> None:
+        self.liveness = liveness
+        self.storage: ResilientRDBStorage | None = None  # set once the storage exists
+
+    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        number = retry(study, trial, self.liveness)
+        if self.storage is None or "stop_reason" in trial.user_attrs:
+            return
+        host = trial.user_attrs.get("host", "unknown")
+        then = f"retried as trial {number}" if number is not None else \
+            f"not retried: its {self.liveness.max_retry} retries are spent"
+        self.storage.annotate_finished(
+            trial._trial_id, "stop_reason",  # noqa: SLF001
+            f"no heartbeat for {self.liveness.grace_period} s on host {host}; {then}")
 
 
 def resolve_url(given: str | None) -> str:
@@ -155,6 +206,23 @@ class ResilientRDBStorage(optuna.storages.RDBStorage):
         super().__init__(*args, **kwargs)
         self._heartless_since: dict[int, float] = {}
 
+    def annotate_finished(self, trial_id: int, key: str, value: Any) -> None:
+        """Sets a user attribute of a trial even when it has finished.
+
+        Optuna refuses every write to a finished trial; the one exception hpo makes is the
+        reason of a trial that Optuna's heartbeat check failed while its run was silent.
+        """
+        from optuna.storages._rdb import models
+
+        table = models.TrialUserAttributeModel
+        text = json.dumps(value)
+        with self.engine.begin() as conn:
+            where = (table.trial_id == trial_id) & (table.key == key)
+            if conn.execute(sqlalchemy.update(table).where(where)
+                            .values(value_json=text)).rowcount == 0:
+                conn.execute(sqlalchemy.insert(table).values(trial_id=trial_id, key=key,
+                                                             value_json=text))
+
     def _heartless_running(self, study_id: int) -> list[int]:
         """RUNNING trials of the study that have never recorded a heartbeat."""
         from optuna.storages._rdb import models
@@ -214,7 +282,7 @@ for _name in (
     "get_n_trials", "get_best_trial", "record_heartbeat", "_get_stale_trial_ids",
     # what Optuna's _CachedStorage (the wrapper every Study puts around an RDBStorage) calls:
     "_create_new_trial", "_get_best_trial_id", "_get_trials", "_set_trial_param",
-    "_heartless_running",
+    "_heartless_running", "annotate_finished",
 ):
     setattr(ResilientRDBStorage, _name, _retrying(_name, getattr(ResilientRDBStorage, _name)))
 
@@ -256,7 +324,10 @@ def open_storage(url: str, liveness: Liveness | None = None) -> optuna.storages.
                      "grace_period": liveness.grace_period,
                      "heartbeat_stale_trial_callback": liveness.retry_callback()}
     try:
-        return ResilientRDBStorage(driver_url(url), engine_kwargs=engine_kwargs, **heartbeat)
+        storage = ResilientRDBStorage(driver_url(url), engine_kwargs=engine_kwargs, **heartbeat)
+        if liveness is not None:
+            heartbeat["heartbeat_stale_trial_callback"].storage = storage
+        return storage
     except Exception as e:  # sqlalchemy raises many types; to the user each means "cannot open"
         cause = e.__cause__ or e
         message = str(cause).strip().splitlines()[0] if str(cause).strip() else type(e).__name__
@@ -306,10 +377,7 @@ def requeue(study: optuna.Study, number: int, liveness: Liveness, *, reason: str
             storage.set_trial_state_values(trial_id, TrialState.FAIL)
         except optuna.exceptions.UpdateFinishedTrialError:
             return None  # someone else (a heartbeat check) already failed and retried it
-    before = storage.get_n_trials(study._study_id)
-    liveness.retry_callback()(study, storage.get_trial(trial_id))
-    after = storage.get_n_trials(study._study_id)
-    return before if after > before else None
+    return retry(study, storage.get_trial(trial_id), liveness)
 
 
 def run_proxy(url: str, host: str, port: int) -> None:

@@ -13,11 +13,8 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
-import threading
 import time
 import warnings
-from collections.abc import Callable
 from pathlib import Path
 
 import optuna
@@ -25,40 +22,17 @@ from optuna.trial import FrozenTrial, TrialState
 
 from hpo.errors import UserError
 from hpo.study._checkpoints import CheckpointStore, artifact_store
+from hpo.study._entry import EXIT_OUT_OF_MEMORY
 from hpo.study._objective import Objective, TrialAbandoned, TrialInterrupted
+from hpo.study._ownership import TrialLocks, requeue_unowned
 from hpo.study._samplers import build_pruner, build_sampler
+from hpo.study._signals import StopFlag
 from hpo.study._spec import StudySpec, parse_spec
 from hpo.study._storage import ResilientRDBStorage, heartbeat_enabled, open_storage, redact
 from hpo.training import pick_device
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 _log = logging.getLogger("hpo.worker")
-
-
-class StopFlag:
-    """Set by the first SIGINT or SIGTERM; the trainer polls it between steps.
-
-    Turning signals into a flag (instead of KeyboardInterrupt at an arbitrary line) means a
-    worker never stops halfway through a storage write: the running trial checkpoints at a step
-    boundary, is queued for a retry, and the worker exits normally.
-    """
-
-    def __init__(self) -> None:
-        self._event = threading.Event()
-        self.signum: int | None = None  # the first signal received
-
-    def install(self) -> Callable[[], None]:
-        """Catches SIGINT and SIGTERM from now on; returns what puts the old handlers back."""
-        previous = {sig: signal.signal(sig, self._set) for sig in (signal.SIGINT, signal.SIGTERM)}
-        return lambda: [signal.signal(sig, handler) for sig, handler in previous.items()]
-
-    def _set(self, signum: int, frame: object) -> None:
-        if self.signum is None:
-            self.signum = signum
-        self._event.set()
-
-    def __call__(self) -> bool:
-        return self._event.is_set()
 
 
 class _QuietExpected(logging.Filter):
@@ -114,9 +88,6 @@ def load_spec_from_study(
     return study, parse_spec(raw, f"study {study_name!r}")
 
 
-# Exit status of a worker that stopped because its GPU ran out of memory (EX_TEMPFAIL): the
-# pool does not replace it, so the GPU runs one trial fewer.
-EXIT_OUT_OF_MEMORY = 75
 
 
 def run_worker(
@@ -128,6 +99,7 @@ def run_worker(
     timeout: float | None = None,
     worker_index: int = 0,
     threads: int | None = None,
+    stop_flag: StopFlag | None = None,
 ) -> int:
     """Runs trials of ``study_name`` until its budget (or ``timeout`` seconds) is spent.
 
@@ -139,6 +111,8 @@ def run_worker(
         timeout: seconds after which this worker starts no new trial.
         worker_index: offsets the sampler seed so that workers do not propose the same trials.
         threads: CPU threads for torch in this process.
+        stop_flag: the process's signal flag, when the caller installed it before its imports;
+            installed here otherwise.
 
     Returns:
         0, or :data:`EXIT_OUT_OF_MEMORY` when a trial ran out of device memory (it is requeued).
@@ -148,8 +122,9 @@ def run_worker(
     optuna.logging.set_verbosity(logging.WARNING)
     logging.getLogger("optuna.study._optimize").addFilter(_QuietExpected())
     warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-    stop_flag = StopFlag()
-    stop_flag.install()
+    if stop_flag is None:
+        stop_flag = StopFlag()
+        stop_flag.install()
     if threads:
         torch.set_num_threads(threads)
     plain = open_storage(storage_url)
@@ -157,11 +132,12 @@ def run_worker(
     if isinstance(plain, optuna.storages.RDBStorage):
         plain.engine.dispose()  # reopened below with heartbeats; keep the connection count low
     storage = open_storage(storage_url, spec.liveness)
-    store, artifacts = None, None
+    store, artifacts, locks = None, None, None
     if checkpoint_dir is not None:
         store = CheckpointStore(Path(checkpoint_dir), study_name)
         store.check_writable()
         artifacts = artifact_store(Path(checkpoint_dir))
+        locks = TrialLocks(store.dir)
     seed = None if spec.seed is None else spec.seed + worker_index
     study = optuna.load_study(
         study_name=study_name, storage=storage,
@@ -170,15 +146,20 @@ def run_worker(
     )
     study_id = storage.get_study_id_from_name(study_name)
     budget = Budget(n_trials or spec.n_trials, stop_flag)
-    objective = Objective(spec, pick_device(), stop_flag, store, spec.liveness, artifacts)
+    objective = Objective(spec, pick_device(), stop_flag, store, spec.liveness, artifacts,
+                          locks)
     deadline = None if timeout is None else time.monotonic() + timeout
     callbacks = [budget]
     if store is not None:
         callbacks.append(lambda s, t: store.retain(s, spec.keep_checkpoints))
+    if locks is not None:
+        callbacks.append(lambda s, t: locks.release(t.number))  # after its result is stored
     while not stop_flag() and not objective.out_of_memory:
         optuna.storages.fail_stale_trials(study)
         if isinstance(storage, ResilientRDBStorage):
             storage.fail_orphans(study_id)
+        if locks is not None and not heartbeat_enabled(storage):
+            requeue_unowned(study, locks, spec.liveness)
         waiting = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
         if budget.met(study) and not waiting:
             running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
@@ -195,7 +176,10 @@ def run_worker(
         except ValueError as e:
             if not str(e).startswith("Cannot tell a"):
                 raise
-            _log.warning("a late result was not stored: %s (its trial was retried)", e)
+            if locks is not None:
+                locks.release_all()  # Optuna skips the callbacks of a trial it cannot tell
+            _log.warning("a late result was dropped: its trial was declared stale by another "
+                         "worker and retried meanwhile (%s)", e)
     return EXIT_OUT_OF_MEMORY if objective.out_of_memory else 0
 
 

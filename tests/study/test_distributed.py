@@ -73,7 +73,11 @@ def _wait_for_epochs(url: str, name: str, n: int, timeout: float = 180
                      ) -> optuna.trial.FrozenTrial:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        for t in _study(url, name).get_trials(states=(TrialState.RUNNING,)):
+        try:
+            running = _study(url, name).get_trials(states=(TrialState.RUNNING,))
+        except KeyError:  # not created yet
+            running = []
+        for t in running:
             if len(t.intermediate_values) >= n:
                 return t
         time.sleep(0.05)
@@ -130,6 +134,9 @@ def test_killed_worker_trial_resumes_from_its_checkpoint_with_the_same_result(
     assert trials[killed.number].state == TrialState.FAIL
     retries = [t for t in trials if t.system_attrs.get("failed_trial") == killed.number]
     (retry,) = retries
+    host = killed.user_attrs["host"]
+    assert trials[killed.number].user_attrs["stop_reason"] == (
+        f"no heartbeat for 4 s on host {host}; retried as trial {retry.number}")
     reference = next(t for t in trials if t.number not in (killed.number, retry.number))
     assert retry.state == reference.state == TrialState.COMPLETE
     assert retry.user_attrs["resumed_from_epoch"] == 2  # trained epochs 3 and 4 only
@@ -151,13 +158,84 @@ def test_sigterm_checkpoints_exits_0_and_another_worker_resumes(tmp_path, pg_stu
     trials = _study(url, name).get_trials()
     assert trials[first.number].state == TrialState.FAIL
     assert "checkpointed and queued to resume" in trials[first.number].user_attrs["stop_reason"]
-    assert [t.state for t in trials if t.number != first.number] == [TrialState.WAITING]
+    (queued,) = [t for t in trials if t.number != first.number]
+    assert queued.state == TrialState.WAITING
+    # The retry keeps the lineage, not the description of a run it has not made yet.
+    assert trials[first.number].user_attrs["epochs_run"] >= 1
+    assert not {"epochs_run", "stop_reason", "worker_pid", "host", "curve"} & set(
+        queued.user_attrs), queued.user_attrs
+    assert queued.system_attrs["retry_history"] == [first.number]
 
     _run_worker(tmp_path, url, name)
     retry = next(t for t in _study(url, name).get_trials()
                  if t.system_attrs.get("failed_trial") == first.number)
     assert retry.state == TrialState.COMPLETE and retry.user_attrs["resumed_from_epoch"] >= 1
     assert sorted(retry.intermediate_values) == [1, 2, 3]
+
+
+def test_a_late_worker_whose_trial_was_retried_writes_nothing_and_says_so_in_one_line(
+        tmp_path, pg_study) -> None:
+    url, name = pg_study
+    spec = _slow_spec(tmp_path, epochs=3)
+    _create(tmp_path, spec, url, name)
+    late = _popen_worker(tmp_path, url, name)
+    frozen = _wait_for_epochs(url, name, 1)
+    os.killpg(late.pid, signal.SIGSTOP)  # a long GC pause, a swapped-out VM, a network split
+    try:
+        _run_worker(tmp_path, url, name)  # fails the silent trial and completes its retry
+    finally:
+        os.killpg(late.pid, signal.SIGCONT)
+    _, err = late.communicate(timeout=120)
+    assert late.returncode == 0, err[-3000:]
+    assert "Traceback" not in err and "UpdateFinishedTrialError" not in err, err[-3000:]
+    dropped = [line for line in err.splitlines() if "dropped" in line]
+    assert len(dropped) == 1 and "declared stale by another worker" in dropped[0], err[-3000:]
+    trials = _study(url, name).get_trials()
+    assert trials[frozen.number].state == TrialState.FAIL
+    (retry,) = [t for t in trials if t.system_attrs.get("failed_trial") == frozen.number]
+    assert retry.state == TrialState.COMPLETE and sorted(retry.intermediate_values) == [1, 2, 3]
+
+
+def test_a_killed_launch_on_the_journal_file_is_resumed_by_the_next_launch(tmp_path) -> None:
+    """SIGKILL of the whole `hpo launch` process group (OOM killer, kill -9 of a batch job):
+    the journal has no heartbeat, so the relaunch must see that nobody owns the trial."""
+    spec = _slow_spec(tmp_path, epochs=4)
+    journal = str(tmp_path / "hpo.journal")
+    launch = subprocess.Popen(
+        [sys.executable, "-m", "hpo", "launch", str(spec)], cwd=tmp_path,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)})
+    killed = _wait_for_epochs(journal, "tiny", 2)
+    os.killpg(launch.pid, signal.SIGKILL)
+    launch.wait()
+    time.sleep(0.5)
+    assert _study(journal, "tiny").trials[killed.number].state == TrialState.RUNNING
+
+    again = run_hpo("launch", str(spec), cwd=tmp_path, timeout=240)
+    assert again.returncode == 0, again.stderr[-3000:]
+    trials = _study(journal, "tiny").get_trials()
+    assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+    dead = trials[killed.number]
+    assert dead.state == TrialState.FAIL
+    assert "no process holds the trial's lock" in dead.user_attrs["stop_reason"]
+    (retry,) = [t for t in trials if t.system_attrs.get("failed_trial") == killed.number]
+    assert retry.state == TrialState.COMPLETE
+    assert retry.user_attrs["resumed_from_epoch"] >= 2  # resumed from the dead run's checkpoint
+    assert sorted(retry.intermediate_values) == [1, 2, 3, 4]
+
+
+@pytest.mark.parametrize("delay", [0.1, 0.5, 1.5, 3.0])
+def test_sigterm_during_start_up_exits_0(tmp_path, pg_study, delay: float) -> None:
+    """Before the handler was installed first, a SIGTERM during imports or the first storage
+    reads ended `hpo worker` (and its workers) with 143 / -15 instead of a clean exit 0."""
+    url, name = pg_study
+    _create(tmp_path, write_spec(tmp_path, n_trials=2, epochs=1), url, name)
+    worker = _popen_worker(tmp_path, url, name, "--workers", "2")
+    time.sleep(delay)
+    os.killpg(worker.pid, signal.SIGTERM)
+    _, err = worker.communicate(timeout=60)
+    assert worker.returncode == 0, err[-3000:]
+    assert "Traceback" not in err and "died" not in err, err[-3000:]
 
 
 def test_postgresql_restart_mid_study_loses_nothing(tmp_path, pg_study) -> None:

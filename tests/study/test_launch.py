@@ -162,3 +162,32 @@ def test_a_study_on_postgresql_with_two_workers(tmp_path: Path, pg_url: str, stu
         assert list((tmp_path / "hpo-checkpoints" / study_name).glob("trial-*.pt"))
     finally:
         optuna.delete_study(study_name=study_name, storage=open_storage(pg_url))
+
+
+def test_a_worker_that_dies_idle_is_reported_as_losing_nothing(tmp_path: Path) -> None:
+    """A worker killed before it took a trial: the pool says so, not 'queued to resume'."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import REPO
+
+    spec = write_spec(tmp_path, n_trials=2, epochs=1)
+    pool = subprocess.Popen([sys.executable, "-m", "hpo", "launch", str(spec), "--workers", "2"],
+                            cwd=tmp_path, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": str(REPO)})
+    workers: list[int] = []
+    deadline = time.monotonic() + 30
+    while len(workers) < 2 and time.monotonic() < deadline:
+        children = subprocess.run(["pgrep", "-P", str(pool.pid), "-f", "spawn_main"],
+                                  capture_output=True, text=True).stdout.split()
+        workers = [int(pid) for pid in children]
+        time.sleep(0.05)
+    os.kill(workers[0], signal.SIGKILL)  # still importing: it holds no trial
+    _, err = pool.communicate(timeout=120)
+    assert pool.returncode == 1, err
+    died = [line for line in err.splitlines() if "a worker died" in line]
+    assert len(died) == 1 and "it was running no trial, so nothing was lost" in died[0], err
+    assert "queued to resume" not in died[0]

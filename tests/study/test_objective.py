@@ -67,3 +67,35 @@ def test_auto_packing_arithmetic(total: int, peak: int, expected: int) -> None:
     from hpo.study._packing import trials_that_fit
 
     assert trials_that_fit(total, peak) == expected
+
+
+def test_a_result_written_after_the_trial_was_retried_is_dropped_in_one_line(
+        tmp_path: Path, monkeypatch, capfd, caplog) -> None:
+    """The trainer finishes, but meanwhile another worker declared the trial stale and retried
+    it: this worker's writes must stop with one line, no UpdateFinishedTrialError traceback."""
+    from hpo.study._storage import open_storage, requeue
+    from hpo.study._worker import run_worker
+
+    spec = load_spec(write_spec(tmp_path, n_trials=1, epochs=1))
+    url = str(tmp_path / "s.journal")
+    create_or_resume(spec, url, "tiny")
+    real_train = objective_module.train
+    calls = {"n": 0}
+
+    def train_then_lose_the_trial(*args, **kwargs):
+        result = real_train(*args, **kwargs)
+        calls["n"] += 1
+        if calls["n"] == 1:  # what another worker's stale check does meanwhile
+            other = optuna.load_study(study_name="tiny", storage=open_storage(url))
+            (running,) = other.get_trials(states=(TrialState.RUNNING,))
+            requeue(other, running.number, Liveness())
+        return result
+
+    monkeypatch.setattr(objective_module, "train", train_then_lose_the_trial)
+    assert run_worker(url, "tiny", str(tmp_path / "ckpt")) == 0
+    err = capfd.readouterr().err + caplog.text  # pytest holds the log records
+    assert "Traceback" not in err and "UpdateFinishedTrialError" not in err, err
+    assert len([line for line in err.splitlines() if "dropped" in line]) == 1, err
+    states = [t.state for t in optuna.load_study(study_name="tiny",
+                                                 storage=open_storage(url)).get_trials()]
+    assert states == [TrialState.FAIL, TrialState.COMPLETE]  # the retry ran and completed

@@ -1,0 +1,100 @@
+"""Which RUNNING trials still have a live process behind them, on storages without heartbeats.
+
+The journal file (the embedded default) has no heartbeat, so a worker killed with SIGKILL, by
+the OOM killer or with its machine leaves its trial RUNNING forever. Each worker therefore holds
+an exclusive ``flock`` on ``<checkpoint dir>/<study>/locks/trial-N.lock`` while it runs trial N
+(taken before the trial records its ``worker_pid``, released after the result is stored). The
+kernel drops the lock when the process dies, however it dies; so a RUNNING trial whose lock
+anyone can take has no owner, and the next worker or launch fails it and queues its retry, which
+resumes from the trial's checkpoint. The lock lives beside the checkpoints, on the file system
+that every worker of the study shares.
+"""
+
+from __future__ import annotations
+
+import datetime
+import fcntl
+import logging
+import os
+from pathlib import Path
+
+import optuna
+from optuna.trial import TrialState
+
+from hpo.study._storage import Liveness, requeue
+
+_log = logging.getLogger("hpo.worker")
+
+
+class TrialLocks:
+    """The lock files of one study's running trials."""
+
+    def __init__(self, study_dir: Path) -> None:
+        self.dir = study_dir / "locks"
+        self._held: dict[int, int] = {}
+
+    def _path(self, number: int) -> Path:
+        return self.dir / f"trial-{number}.lock"
+
+    def hold(self, number: int) -> None:
+        """Takes trial ``number``'s lock for this process (until :meth:`release` or death)."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self._path(number), os.O_RDWR | os.O_CREAT, 0o644)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        self._held[number] = fd
+
+    def release(self, number: int) -> None:
+        fd = self._held.pop(number, None)
+        if fd is None:
+            return
+        self._path(number).unlink(missing_ok=True)
+        os.close(fd)
+
+    def release_all(self) -> None:
+        for number in list(self._held):
+            self.release(number)
+
+    def owned(self, number: int) -> bool:
+        """Whether a live process holds trial ``number``'s lock (this one included)."""
+        if number in self._held:
+            return True
+        try:
+            fd = os.open(self._path(number), os.O_RDWR)
+        except FileNotFoundError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)  # closing drops the lock if we took it
+        return False
+
+
+def requeue_unowned(study: optuna.Study, locks: TrialLocks, liveness: Liveness) -> list[int]:
+    """Fails and retries the RUNNING trials that no live process holds; returns their numbers.
+
+    A trial that has not yet recorded its ``worker_pid`` may be one a live worker has just
+    created and not yet locked: it counts as unowned only once it is ``grace_period`` old.
+    """
+    now = datetime.datetime.now()
+    grace = datetime.timedelta(seconds=liveness.grace_period)
+    requeued = []
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if locks.owned(t.number):
+            continue
+        young = t.datetime_start is not None and now - t.datetime_start < grace
+        if "worker_pid" not in t.user_attrs and young:
+            continue
+        if study._storage.get_trial(t._trial_id).state != TrialState.RUNNING:  # noqa: SLF001
+            continue  # it finished while we looked
+        who = (f"its worker (pid {t.user_attrs['worker_pid']} on {t.user_attrs.get('host')})"
+               if "worker_pid" in t.user_attrs else "its worker")
+        number = requeue(study, t.number, liveness,
+                         reason=f"{who} is gone: no process holds the trial's lock; queued to "
+                                "resume from its checkpoint")
+        _log.warning("trial %d was RUNNING with no live worker; %s", t.number,
+                     f"queued to resume as trial {number}" if number is not None
+                     else "not retried (its retries are spent)")
+        requeued.append(t.number)
+    return requeued
