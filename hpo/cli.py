@@ -11,10 +11,10 @@ from hpo.errors import UserError
 
 
 def _checkpoint_dir(args: argparse.Namespace, storage_url: str) -> Path:
-    from hpo.study import CheckpointStore, resolve_checkpoint_dir
+    from hpo.study import check_writable, resolve_checkpoint_dir
 
     root = resolve_checkpoint_dir(args.checkpoint_dir, storage_url)
-    CheckpointStore(root, "").check_writable()
+    check_writable(root)
     return root
 
 

@@ -15,6 +15,7 @@ _WHERE = {
     "AXES": "hpo.study._space",
     "Budget": "hpo.study._worker",
     "CheckpointStore": "hpo.study._checkpoints",
+    "check_writable": "hpo.study._checkpoints",
     "DEFAULT_STORAGE": "hpo.study._storage",
     "ENV_VAR": "hpo.study._storage",
     "Liveness": "hpo.study._storage",

@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import json
 import sys
+import uuid
 from pathlib import Path
 from typing import TextIO
 
 import optuna
 
 from hpo.errors import UserError
+from hpo.study._checkpoints import STUDY_UID
 from hpo.study._pool import Slot, run_pool
 from hpo.study._signals import StopFlag
 from hpo.study._spec import StudySpec
@@ -35,6 +37,9 @@ def create_or_resume(spec: StudySpec, storage_url: str, study_name: str) -> optu
             raise UserError(f"study {study_name!r} already exists in {redact(storage_url)} "
                             "without an hpo spec; choose another --study-name")
         study.set_user_attr("spec", dict(spec.raw))
+        # The study's identity: it names the checkpoint folder, so that a same-named study in
+        # another storage never reads or deletes this one's checkpoints.
+        study.set_user_attr(STUDY_UID, uuid.uuid4().hex)
     elif _canonical(stored) != _canonical(spec.raw):
         raise UserError(f"study {study_name!r} already exists in {redact(storage_url)} with a "
                         f"different spec than {spec.source}; choose another --study-name")

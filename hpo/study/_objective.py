@@ -34,9 +34,7 @@ from hpo.training import (
     Data,
     EpochMetrics,
     TrainConfig,
-    load_checkpoint,
     load_data,
-    save_checkpoint,
     train,
 )
 
@@ -92,7 +90,7 @@ class Objective:
 
     def _run(self, trial: optuna.Trial) -> float:
         if self.locks is not None:  # before anything names this process as the trial's owner
-            self.locks.hold(trial.number)
+            self.locks.hold(trial)
         spec = self.spec
         config = suggest_config(trial, spec.space, spec.base)
         # A replicate (hpo replicate) reruns a finished trial's params with a new seed, is never
@@ -119,8 +117,7 @@ class Objective:
 
         save = None
         if self.checkpoints is not None:
-            path = self.checkpoints.path(trial.number)
-            save = lambda state: save_checkpoint(path, state)  # noqa: E731
+            save = lambda state: self.checkpoints.save(trial.number, state)  # noqa: E731
         try:
             resume = self._resume_state(trial, config)
             if resume:
@@ -154,7 +151,12 @@ class Objective:
         trial.set_user_attr("stop_reason", result.stop_reason)
         if result.test_accuracy is not None:
             trial.set_user_attr("test_accuracy", result.test_accuracy)
-        attach(trial, self.artifacts, config.to_dict(), curve, result.stop_reason, spec.metric)
+        try:
+            attach(trial, self.artifacts, config.to_dict(), curve, result.stop_reason,
+                   spec.metric)
+        except OSError as e:  # the figure is a convenience; the result must still be stored
+            _log.warning("trial %d: its learning-curve figure was not stored (%s)",
+                         trial.number, e.strerror or e)
         if result.status != "completed":
             raise optuna.TrialPruned(result.stop_reason)
         return float(getattr(result.history[-1], spec.metric))
@@ -185,12 +187,12 @@ class Objective:
             return None
         # Optuna 5's Trial has no system_attrs; the storage holds the retry history.
         history = trial.storage.get_trial_system_attrs(trial._trial_id).get("retry_history", [])
-        path = self.checkpoints.resume_path(history)
-        if path is None:
+        if not history:
             return None
-        state = load_checkpoint(path)
-        if state.get("config") != config.to_dict():
-            _log.warning("checkpoint %s holds another config; trial %d starts afresh",
-                         path, trial.number)
-            return None
+        state, path = self.checkpoints.load(history, config.to_dict())
+        if state is None:
+            _log.warning("trial %d retries trials %s but no usable checkpoint of theirs is "
+                         "left; it starts afresh", trial.number, history)
+        else:
+            _log.info("trial %d resumes from %s", trial.number, path)
         return state

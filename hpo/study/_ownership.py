@@ -16,14 +16,17 @@ import datetime
 import fcntl
 import logging
 import os
+import socket
 from pathlib import Path
 
 import optuna
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 from hpo.study._storage import Liveness, requeue
 
 _log = logging.getLogger("hpo.worker")
+# The user attribute a worker sets once it holds its trial's lock.
+OWNER_LOCK = "owner_lock"
 
 
 class TrialLocks:
@@ -36,18 +39,29 @@ class TrialLocks:
     def _path(self, number: int) -> Path:
         return self.dir / f"trial-{number}.lock"
 
-    def hold(self, number: int) -> None:
-        """Takes trial ``number``'s lock for this process (until :meth:`release` or death)."""
-        self.dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self._path(number), os.O_RDWR | os.O_CREAT, 0o644)
+    def hold(self, trial: optuna.Trial) -> None:
+        """Takes the trial's lock for this process (until :meth:`release` or death) and records
+        that it did (``owner_lock``); a directory that refuses the file is a warning: the trial
+        then runs unlocked, and is judged by its pid like a trial of an older hpo."""
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self._path(trial.number), os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:
+            _log.warning("trial %d runs without its ownership lock: %s (%s)", trial.number,
+                         self.dir, e.strerror or e)
+            return
         fcntl.flock(fd, fcntl.LOCK_EX)
-        self._held[number] = fd
+        self._held[trial.number] = fd
+        trial.set_user_attr(OWNER_LOCK, True)
 
     def release(self, number: int) -> None:
         fd = self._held.pop(number, None)
         if fd is None:
             return
-        self._path(number).unlink(missing_ok=True)
+        try:
+            self._path(number).unlink(missing_ok=True)
+        except OSError:
+            pass  # a read-only directory keeps the file; the lock goes with the descriptor
         os.close(fd)
 
     def release_all(self) -> None:
@@ -71,28 +85,44 @@ class TrialLocks:
         return False
 
 
-def requeue_unowned(study: optuna.Study, locks: TrialLocks, liveness: Liveness) -> list[int]:
-    """Fails and retries the RUNNING trials that no live process holds; returns their numbers.
+def _gone(t: FrozenTrial, locks: TrialLocks, grace: datetime.timedelta) -> bool:
+    """Whether RUNNING trial ``t`` has no live worker.
 
-    A trial that has not yet recorded its ``worker_pid`` may be one a live worker has just
-    created and not yet locked: it counts as unowned only once it is ``grace_period`` old.
+    With ``owner_lock`` recorded, its lock decides. Without it: a trial that has recorded no
+    ``worker_pid`` may be one a live worker has just created and not yet locked, so it counts
+    as gone only once it is ``grace_period`` old; a trial that ran unlocked is gone when its
+    pid no longer exists on this host (on another host nothing here can tell).
     """
-    now = datetime.datetime.now()
+    if t.user_attrs.get(OWNER_LOCK):
+        return not locks.owned(t.number)
+    if "worker_pid" not in t.user_attrs:
+        return t.datetime_start is not None and datetime.datetime.now() - t.datetime_start > grace
+    if t.user_attrs.get("host") != socket.gethostname():
+        return False
+    try:
+        os.kill(int(t.user_attrs["worker_pid"]), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def requeue_unowned(study: optuna.Study, locks: TrialLocks, liveness: Liveness) -> list[int]:
+    """Fails and retries the RUNNING trials that no live process holds; returns their numbers."""
     grace = datetime.timedelta(seconds=liveness.grace_period)
     requeued = []
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        if locks.owned(t.number):
-            continue
-        young = t.datetime_start is not None and now - t.datetime_start < grace
-        if "worker_pid" not in t.user_attrs and young:
+        if not _gone(t, locks, grace):
             continue
         if study._storage.get_trial(t._trial_id).state != TrialState.RUNNING:  # noqa: SLF001
             continue  # it finished while we looked
         who = (f"its worker (pid {t.user_attrs['worker_pid']} on {t.user_attrs.get('host')})"
                if "worker_pid" in t.user_attrs else "its worker")
+        how = "no process holds the trial's lock" if t.user_attrs.get(OWNER_LOCK) else \
+            "its process is gone"
         number = requeue(study, t.number, liveness,
-                         reason=f"{who} is gone: no process holds the trial's lock; queued to "
-                                "resume from its checkpoint")
+                         reason=f"{who} is gone: {how}; queued to resume from its checkpoint")
         _log.warning("trial %d was RUNNING with no live worker; %s", t.number,
                      f"queued to resume as trial {number}" if number is not None
                      else "not retried (its retries are spent)")

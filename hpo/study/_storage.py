@@ -68,7 +68,8 @@ class Liveness:
 LINEAGE_ATTRS = ("replicate_of", "replicate_seed")
 
 
-def retry(study: optuna.Study, trial: FrozenTrial, liveness: Liveness) -> int | None:
+def retry(storage: optuna.storages.BaseStorage, study_id: int, trial: FrozenTrial,
+          liveness: Liveness) -> int | None:
     """Queues a retry of the failed ``trial`` (same parameters, the epochs it reported, its
     lineage) and returns the retry's number; None when ``max_retry`` retries are spent.
 
@@ -87,8 +88,7 @@ def retry(study: optuna.Study, trial: FrozenTrial, liveness: Liveness) -> int | 
                       "retry_history": history},
         intermediate_values=trial.intermediate_values,
     )
-    storage = study._storage  # noqa: SLF001 - Study.add_trial, keeping the new trial's id
-    trial_id = storage.create_new_trial(study._study_id, template_trial=template)
+    trial_id = storage.create_new_trial(study_id, template_trial=template)  # Study.add_trial
     return storage.get_trial_number_from_id(trial_id)
 
 
@@ -106,7 +106,7 @@ class RetryStale:
         self.storage: ResilientRDBStorage | None = None  # set once the storage exists
 
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
-        number = retry(study, trial, self.liveness)
+        number = retry(study._storage, study._study_id, trial, self.liveness)  # noqa: SLF001
         if self.storage is None or "stop_reason" in trial.user_attrs:
             return
         host = trial.user_attrs.get("host", "unknown")
@@ -192,6 +192,10 @@ def _retrying(name: str, method: Callable[..., T]) -> Callable[..., T]:
 
 ORPHAN_REASON = ("orphaned: its creation was stored but the reply was lost with the "
                  "connection, so no worker ever ran it")
+# A claimed retry or replicate whose worker died (or lost the reply) before its first heartbeat:
+# it has a chain (and checkpoints) behind it, so it is queued again rather than just failed.
+CLAIMED_ORPHAN_REASON = ("orphaned: claimed by a worker that never sent a heartbeat (it died "
+                         "or lost the reply)")
 
 
 class ResilientRDBStorage(optuna.storages.RDBStorage):
@@ -261,13 +265,24 @@ class ResilientRDBStorage(optuna.storages.RDBStorage):
             if now - seen.setdefault(trial_id, now) < grace:
                 continue
             del seen[trial_id]
+            trial = self.get_trial(trial_id)
+            # A retry or a replicate that a worker popped from the queue and never started:
+            # its chain must go on. A plain lost creation never trained: failing it is enough.
+            claimed = "retry_history" in trial.system_attrs or "replicate_of" in trial.user_attrs
+            reason = CLAIMED_ORPHAN_REASON if claimed else ORPHAN_REASON
             try:
-                self.set_trial_user_attr(trial_id, "stop_reason", ORPHAN_REASON)
+                self.set_trial_user_attr(trial_id, "stop_reason", reason)
                 self.set_trial_state_values(trial_id, TrialState.FAIL)
             except optuna.exceptions.UpdateFinishedTrialError:
                 continue  # it was not an orphan after all, or another worker failed it first
-            _log.warning("trial %d %s; failed it", self.get_trial_number_from_id(trial_id),
-                         ORPHAN_REASON)
+            then = "failed it"
+            callback = self.get_heartbeat_stale_trial_callback()
+            if claimed and isinstance(callback, RetryStale):
+                number = retry(self, study_id, self.get_trial(trial_id), callback.liveness)
+                then = (f"queued to resume as trial {number}" if number is not None
+                        else "not retried: its retries are spent")
+                self.annotate_finished(trial_id, "stop_reason", f"{reason}; {then}")
+            _log.warning("trial %d %s; %s", trial.number, reason, then)
             failed.append(trial_id)
         return failed
 
@@ -377,7 +392,7 @@ def requeue(study: optuna.Study, number: int, liveness: Liveness, *, reason: str
             storage.set_trial_state_values(trial_id, TrialState.FAIL)
         except optuna.exceptions.UpdateFinishedTrialError:
             return None  # someone else (a heartbeat check) already failed and retried it
-    return retry(study, storage.get_trial(trial_id), liveness)
+    return retry(storage, study._study_id, storage.get_trial(trial_id), liveness)
 
 
 def run_proxy(url: str, host: str, port: int) -> None:

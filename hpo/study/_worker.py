@@ -21,7 +21,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from hpo.errors import UserError
-from hpo.study._checkpoints import CheckpointStore, artifact_store
+from hpo.study._checkpoints import STUDY_UID, CheckpointStore, artifact_store
 from hpo.study._entry import EXIT_OUT_OF_MEMORY
 from hpo.study._objective import Objective, TrialAbandoned, TrialInterrupted
 from hpo.study._ownership import TrialLocks, requeue_unowned
@@ -128,13 +128,14 @@ def run_worker(
     if threads:
         torch.set_num_threads(threads)
     plain = open_storage(storage_url)
-    _, spec = load_spec_from_study(plain, storage_url, study_name)
+    created, spec = load_spec_from_study(plain, storage_url, study_name)
+    uid = created.user_attrs.get(STUDY_UID)
     if isinstance(plain, optuna.storages.RDBStorage):
         plain.engine.dispose()  # reopened below with heartbeats; keep the connection count low
     storage = open_storage(storage_url, spec.liveness)
     store, artifacts, locks = None, None, None
     if checkpoint_dir is not None:
-        store = CheckpointStore(Path(checkpoint_dir), study_name)
+        store = CheckpointStore(Path(checkpoint_dir), study_name, uid)
         store.check_writable()
         artifacts = artifact_store(Path(checkpoint_dir))
         locks = TrialLocks(store.dir)

@@ -16,7 +16,14 @@ import sqlalchemy
 from optuna.trial import TrialState
 
 from hpo.study import open_storage
-from hpo.study._storage import CONNECTIONS_PER_PROCESS, ORPHAN_REASON, Liveness, driver_url
+from hpo.study._checkpoints import STUDY_UID, study_folder
+from hpo.study._storage import (
+    CLAIMED_ORPHAN_REASON,
+    CONNECTIONS_PER_PROCESS,
+    ORPHAN_REASON,
+    Liveness,
+    driver_url,
+)
 from tests.conftest import REPO, run_hpo, write_spec
 
 FIXED = """
@@ -52,6 +59,11 @@ def _create(tmp: Path, spec: Path, url: str, name: str) -> None:
 
 def _study(url: str, name: str) -> optuna.Study:
     return optuna.load_study(study_name=name, storage=open_storage(url))
+
+
+def _checkpoints(root: Path, url: str, name: str) -> Path:
+    """The study's checkpoint folder: its name and the identity stored in it."""
+    return root / study_folder(name, _study(url, name).user_attrs[STUDY_UID])
 
 
 def _popen_worker(tmp: Path, url: str, name: str, *extra: str) -> subprocess.Popen[str]:
@@ -107,7 +119,7 @@ def test_four_workers_finish_the_budget_and_leave_nothing_behind(tmp_path, pg_st
     assert all(t.user_attrs.get("stop_reason") for t in trials)
     assert len({t.user_attrs["worker_pid"] for t in trials}) == 4
     # retention: only the best 3 complete trials keep a checkpoint
-    kept = sorted((tmp_path / "ckpt" / name).glob("trial-*.pt"))
+    kept = sorted(_checkpoints(tmp_path / "ckpt", url, name).glob("trial-*.pt"))
     complete = sorted((t for t in trials if t.state == TrialState.COMPLETE),
                       key=lambda t: -t.value)
     assert {p.name for p in kept} == {f"trial-{t.number}.pt" for t in complete[:3]}
@@ -236,6 +248,107 @@ def test_sigterm_during_start_up_exits_0(tmp_path, pg_study, delay: float) -> No
     _, err = worker.communicate(timeout=60)
     assert worker.returncode == 0, err[-3000:]
     assert "Traceback" not in err and "died" not in err, err[-3000:]
+
+
+def test_a_corrupt_newest_checkpoint_falls_back_to_the_one_before(tmp_path, pg_study) -> None:
+    url, name = pg_study
+    spec = _slow_spec(tmp_path, epochs=4)
+    _create(tmp_path, spec, url, name)
+    victim = _popen_worker(tmp_path, url, name)
+    hit = _wait_for_epochs(url, name, 2)
+    os.killpg(victim.pid, signal.SIGSTOP)  # hold it still while its checkpoint is damaged
+    folder = _checkpoints(tmp_path / "ckpt", url, name)
+    newest = folder / f"trial-{hit.number}.pt"
+    assert (folder / f"trial-{hit.number}.prev.pt").exists()
+    newest.write_bytes(os.urandom(4096))
+    os.killpg(victim.pid, signal.SIGKILL)
+    victim.wait()
+
+    result = run_hpo("worker", "--study", name, "--storage", url,
+                     "--checkpoint-dir", str(tmp_path / "ckpt"), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"checkpoint {newest} is unreadable" in result.stderr, result.stderr[-3000:]
+    trials = _study(url, name).get_trials()
+    (retry,) = [t for t in trials if t.system_attrs.get("failed_trial") == hit.number]
+    assert retry.state == TrialState.COMPLETE and retry.user_attrs["resumed_from_epoch"] >= 1
+    assert sorted(retry.intermediate_values) == [1, 2, 3, 4]
+
+
+def test_an_unwritable_checkpoint_directory_is_a_warning_and_checkpoints_come_back(
+        tmp_path, pg_study) -> None:
+    """Decided: trials train on without resume protection (one warning per worker), nothing
+    fails, and checkpoints are written again once the directory is back."""
+    url, name = pg_study
+    spec = _slow_spec(tmp_path, epochs=4, n_trials=2)
+    _create(tmp_path, spec, url, name)
+    workers = _popen_worker(tmp_path, url, name, "--workers", "2")
+    first = _wait_for_epochs(url, name, 1)
+    folder = _checkpoints(tmp_path / "ckpt", url, name)
+    away = folder.with_name(folder.name + ".away")
+    folder.rename(away)
+    folder.write_text("not a directory")  # as root, chmod would not stop a write; this does
+    deadline = time.monotonic() + 60
+    while len(_study(url, name).trials[first.number].intermediate_values) < 3:
+        assert time.monotonic() < deadline, "no epoch ended while the directory was broken"
+        time.sleep(0.1)
+    folder.unlink()
+    away.rename(folder)
+    _, err = workers.communicate(timeout=300)
+    assert workers.returncode == 0, err[-3000:]
+    assert "Traceback" not in err, err[-3000:]
+    assert 1 <= err.count("cannot write") <= 2 and "writable again" in err, err[-3000:]
+    trials = _study(url, name).get_trials()
+    assert [t.state for t in trials].count(TrialState.COMPLETE) >= 2
+    assert not [t for t in trials if t.state in (TrialState.FAIL, TrialState.RUNNING)]
+    kept = {p.name for p in folder.glob("trial-*.pt")}
+    assert f"trial-{first.number}.pt" in kept  # written after the directory came back
+
+
+def test_a_claimed_retry_whose_worker_died_before_its_heartbeat_is_queued_again(
+        tmp_path, pg_study) -> None:
+    url, name = pg_study
+    spec = _slow_spec(tmp_path, epochs=3)
+    _create(tmp_path, spec, url, name)
+    worker = _popen_worker(tmp_path, url, name)
+    first = _wait_for_epochs(url, name, 2)
+    os.killpg(worker.pid, signal.SIGTERM)  # checkpointed; its retry is queued
+    worker.communicate(timeout=60)
+    storage = open_storage(url)
+    (queued,) = _study(url, name).get_trials(states=(TrialState.WAITING,))
+    # A worker pops the retry and dies before its first heartbeat (or loses the reply).
+    assert storage.set_trial_state_values(queued._trial_id, TrialState.RUNNING)
+
+    result = run_hpo("worker", "--study", name, "--storage", url,
+                     "--checkpoint-dir", str(tmp_path / "ckpt"), cwd=tmp_path, timeout=240)
+    assert result.returncode == 0, result.stderr[-3000:]
+    trials = _study(url, name).get_trials()
+    claimed = trials[queued.number]
+    assert claimed.state == TrialState.FAIL
+    reason = claimed.user_attrs["stop_reason"]
+    assert reason.startswith(CLAIMED_ORPHAN_REASON) and "queued to resume as trial" in reason
+    (again,) = [t for t in trials
+                if t.system_attrs.get("retry_history") == [first.number, queued.number]]
+    assert again.state == TrialState.COMPLETE and again.user_attrs["resumed_from_epoch"] >= 2
+    assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+
+
+def test_same_named_studies_on_two_storages_keep_their_own_checkpoints(tmp_path, pg_study
+                                                                      ) -> None:
+    url, name = pg_study
+    spec = write_spec(tmp_path, n_trials=3, epochs=2)
+    journal = str(tmp_path / "hpo.journal")
+    for storage in (journal, url):  # same directory, same name, default checkpoint directory
+        result = run_hpo("launch", str(spec), "--study-name", name, "--storage", storage,
+                         cwd=tmp_path)
+        assert result.returncode == 0, result.stderr[-3000:]
+    root = tmp_path / "hpo-checkpoints"
+    folders = {_checkpoints(root, s, name) for s in (journal, url)}
+    assert len(folders) == 2 and all(f.is_dir() for f in folders)
+    for storage in (journal, url):  # retention of one study deleted none of the other's
+        complete = [t for t in _study(storage, name).get_trials()
+                    if t.state == TrialState.COMPLETE]
+        kept = {p.name for p in _checkpoints(root, storage, name).glob("trial-*.pt")}
+        assert kept == {f"trial-{t.number}.pt" for t in complete}
 
 
 def test_postgresql_restart_mid_study_loses_nothing(tmp_path, pg_study) -> None:

@@ -14,6 +14,7 @@ from optuna.trial import TrialState
 
 from hpo.cli import main
 from hpo.study import open_storage
+from hpo.study._checkpoints import STUDY_UID, study_folder
 from tests.conftest import write_spec
 
 RECORDED = {"config", "epochs_run", "wall_time_s", "device", "host", "stop_reason", "curve"}
@@ -159,7 +160,9 @@ def test_a_study_on_postgresql_with_two_workers(tmp_path: Path, pg_url: str, stu
         assert sum(s in (TrialState.COMPLETE, TrialState.PRUNED) for s in states) >= 4
         assert TrialState.RUNNING not in states
         assert study.user_attrs["spec"]["study"]["n_trials"] == 4
-        assert list((tmp_path / "hpo-checkpoints" / study_name).glob("trial-*.pt"))
+        folder = study_folder(study_name, study.user_attrs[STUDY_UID])
+        assert folder.startswith(f"{study_name}-") and len(folder) == len(study_name) + 13
+        assert list((tmp_path / "hpo-checkpoints" / folder).glob("trial-*.pt"))
     finally:
         optuna.delete_study(study_name=study_name, storage=open_storage(pg_url))
 
