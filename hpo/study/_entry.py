@@ -17,8 +17,9 @@ EXIT_OUT_OF_MEMORY = 75
 
 
 def worker_main(url: str, name: str, checkpoint_dir: str | None, n_trials: int | None,
-                timeout: float | None, slot: Any, threads: int) -> None:
-    """Target of a worker process (``slot`` is a :class:`hpo.study._pool.Slot`)."""
+                timeout: float | None, slot: Any, threads: int, seeded: bool) -> None:
+    """Target of a worker process (``slot`` is a :class:`hpo.study._pool.Slot`; ``seeded``: see
+    :func:`hpo.study._worker.run_worker`)."""
     from hpo.study._signals import StopFlag
 
     stop = StopFlag()
@@ -32,7 +33,7 @@ def worker_main(url: str, name: str, checkpoint_dir: str | None, n_trials: int |
         return
     try:
         code = run_worker(url, name, checkpoint_dir, n_trials=n_trials, timeout=timeout,
-                          worker_index=slot.index, threads=threads, stop_flag=stop)
+                          seeded=seeded, threads=threads, stop_flag=stop)
     except UserError as e:
         print(f"hpo worker {slot.index}: error: {e}", file=sys.stderr)
         sys.exit(2)

@@ -68,6 +68,7 @@ def launch(
     """
     out = out or sys.stderr
     study = create_or_resume(spec, storage_url, study_name)
+    fresh = not study.get_trials(deepcopy=False)  # only then may the spec's seed be replayed
     budget = n_trials or spec.n_trials
     where = ", ".join(sorted({f"GPU {s.gpu}" if s.gpu else "CPU" for s in slots}))
     print(f"[hpo] study {study_name!r} in {redact(storage_url)}: {budget} trials, "
@@ -75,5 +76,5 @@ def launch(
           file=out, flush=True)
     status = run_pool(storage_url, study_name, slots, checkpoint_dir=checkpoint_dir,
                       liveness=spec.liveness, n_trials=budget, timeout=timeout, out=out,
-                      stop=stop)
+                      stop=stop, seeded=fresh)
     return study, status

@@ -23,6 +23,7 @@ from typing import Any
 
 import optuna
 import torch
+from optuna.trial import FrozenTrial, TrialState
 
 from hpo.study._checkpoints import CheckpointStore
 from hpo.study._notes import attach
@@ -61,6 +62,7 @@ class Objective:
         artifacts: where trials' figures go (the dashboard serves them).
         locks: ownership locks of running trials (storages without heartbeats rely on them);
             the worker releases each after its trial's result is stored.
+        sampler_seed: the seed of this process's sampler, recorded on each trial it proposes.
     """
 
     def __init__(self, spec: StudySpec, device: torch.device,
@@ -68,7 +70,7 @@ class Objective:
                  checkpoints: CheckpointStore | None = None,
                  liveness: Liveness | None = None,
                  artifacts: optuna.artifacts.FileSystemArtifactStore | None = None,
-                 locks: TrialLocks | None = None) -> None:
+                 locks: TrialLocks | None = None, sampler_seed: int | None = None) -> None:
         self.spec = spec
         self.device = device
         self.should_stop = should_stop
@@ -76,6 +78,7 @@ class Objective:
         self.liveness = liveness or Liveness()
         self.artifacts = artifacts
         self.locks = locks
+        self.sampler_seed = sampler_seed
         self.out_of_memory = False  # set when a trial ran out of device memory
         self._data: Data | None = None
         self._data_with_test: Data | None = None
@@ -99,6 +102,11 @@ class Objective:
         if replicate:
             config = dataclasses.replace(config, seed=int(trial.user_attrs["replicate_seed"]))
         trial.set_user_attr("config", config.to_dict())
+        twin = None if spec.repeats else _finished_twin(trial)
+        if twin is not None:
+            return _reuse(trial, twin)
+        if self.sampler_seed is not None:
+            trial.set_user_attr("sampler_seed", self.sampler_seed)
         trial.set_user_attr("cpu_threads", torch.get_num_threads())
         trial.set_user_attr("host", socket.gethostname())
         trial.set_user_attr("worker_pid", os.getpid())
@@ -196,3 +204,34 @@ class Objective:
         else:
             _log.info("trial %d resumes from %s", trial.number, path)
         return state
+
+
+def _finished_twin(trial: optuna.Trial) -> FrozenTrial | None:
+    """The earliest finished trial with exactly ``trial``'s parameters, for a sampled trial.
+
+    Enqueued trials (retries, replicates, ``enqueue_trial``) repeat parameters on purpose and
+    are never matched; a twin that is itself a duplicate stands for its original.
+    """
+    system = trial.storage.get_trial_system_attrs(trial._trial_id)  # noqa: SLF001
+    if "fixed_params" in system or "retry_history" in system:
+        return None
+    twins = [t for t in trial.study.get_trials(deepcopy=False,
+                                               states=(TrialState.COMPLETE, TrialState.PRUNED))
+             if t.params == trial.params and "replicate_of" not in t.user_attrs]
+    if not twins:
+        return None
+    first = min(twins, key=lambda t: (t.state != TrialState.COMPLETE, t.number))
+    original = first.user_attrs.get("duplicate_of", first.number)
+    return next((t for t in twins if t.number == original), first)
+
+
+def _reuse(trial: optuna.Trial, twin: FrozenTrial) -> float:
+    """Ends ``trial`` with ``twin``'s outcome, untrained (the Optuna FAQ's recipe)."""
+    verb = "result is reused" if twin.state == TrialState.COMPLETE else "pruning is reused"
+    reason = f"duplicate of trial {twin.number}: its {verb}, not trained again"
+    trial.set_user_attr("duplicate_of", twin.number)
+    trial.set_user_attr("epochs_run", 0)
+    trial.set_user_attr("stop_reason", reason)
+    if twin.state != TrialState.COMPLETE:
+        raise optuna.TrialPruned(reason)
+    return float(twin.value)

@@ -115,6 +115,7 @@ def run_pool(
     timeout: float | None = None,
     out: TextIO | None = None,
     stop: StopFlag | None = None,
+    seeded: bool = False,
 ) -> int:
     """Runs one worker process per slot until they end; returns the exit status.
 
@@ -122,7 +123,8 @@ def run_pool(
     1: a worker died (its trial is requeued); 2: a worker refused its input.
 
     ``stop`` is the flag the command installed first thing (a signal during start-up then
-    counts as a request to stop, not a crash); one is installed here when None.
+    counts as a request to stop, not a crash); one is installed here when None. ``seeded``:
+    the first worker's sampler uses the spec's seed (``hpo launch`` on a fresh study).
     """
     out = out or sys.stderr
     restore = None
@@ -138,7 +140,7 @@ def run_pool(
     procs = [
         ctx.Process(target=worker_main, name=f"hpo-worker-{s.index}",
                     args=(storage_url, study_name, str(checkpoint_dir) if checkpoint_dir else None,
-                          n_trials, timeout, s, threads))
+                          n_trials, timeout, s, threads, seeded and s.index == 0))
         for s in slots
     ]
     # A signal only sets a flag, so that it never lands inside a storage read or write here.

@@ -78,6 +78,8 @@ class StudySpec:
         grid: the grid sampler's search space (empty for other samplers).
         liveness: heartbeat interval, grace period and retry limit (RDB storages).
         keep_checkpoints: how many of the best complete trials keep their final checkpoint.
+        repeats: train a sampled configuration again when a finished trial already has exactly
+            its parameters (default False: the trial reuses that result, ``duplicate_of``).
         raw: the spec as written, stored in the study.
         source: where it was read from, for messages.
     """
@@ -95,6 +97,7 @@ class StudySpec:
     space: SearchSpace
     liveness: Liveness
     keep_checkpoints: int
+    repeats: bool
     raw: Mapping[str, Any]
     source: str
     grid: Mapping[str, list[Any]] = field(default_factory=dict)
@@ -124,7 +127,7 @@ def parse_spec(raw: Mapping[str, Any], source: str) -> StudySpec:
     c.no_unknown(raw, "", SECTIONS)
     study = c.table(raw, "study", "", ("name", "metric", "direction", "n_trials",
                                        "heartbeat_interval", "grace_period", "max_retry",
-                                       "keep_checkpoints"))
+                                       "keep_checkpoints", "repeats"))
     if not study:
         c.fail("study", "section [study] is required (name, n_trials)")
     name = c.require(study, "study", "name", Rule("str"))
@@ -150,6 +153,7 @@ def parse_spec(raw: Mapping[str, Any], source: str) -> StudySpec:
                                      f"({liveness.heartbeat_interval} s); 3x is usual")
     keep_checkpoints = c.get(study, "study", "keep_checkpoints", Rule("int", bound=NON_NEGATIVE),
                              3)
+    repeats = c.get(study, "study", "repeats", Rule("bool"), False)
 
     data = _data(c, c.table(raw, "data", "", None))
     model = _model(c, c.table(raw, "model", "", ("name", "shortcut", "width")), "model")
@@ -188,6 +192,7 @@ def parse_spec(raw: Mapping[str, Any], source: str) -> StudySpec:
         sampler=sampler, sampler_options=sampler_options, seed=seed,
         pruner=pruner, pruner_options=pruner_options,
         base=base, space=space, liveness=liveness, keep_checkpoints=keep_checkpoints,
+        repeats=repeats,
         raw=dict(raw), source=source, grid=grid,
     )
 

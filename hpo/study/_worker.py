@@ -97,7 +97,7 @@ def run_worker(
     *,
     n_trials: int | None = None,
     timeout: float | None = None,
-    worker_index: int = 0,
+    seeded: bool = False,
     threads: int | None = None,
     stop_flag: StopFlag | None = None,
 ) -> int:
@@ -109,7 +109,10 @@ def run_worker(
         checkpoint_dir: root of the checkpoint store; None disables checkpoints.
         n_trials: total budget of finished trials; the spec's ``n_trials`` when None.
         timeout: seconds after which this worker starts no new trial.
-        worker_index: offsets the sampler seed so that workers do not propose the same trials.
+        seeded: this process's sampler draws from the spec's ``sampler.seed`` itself; true for
+            one process only, the first worker that ``hpo launch`` starts on a fresh study.
+            Every other process seeds its sampler from the operating system's entropy, so no
+            two processes, on one machine or many, now or later, share a stream.
         threads: CPU threads for torch in this process.
         stop_flag: the process's signal flag, when the caller installed it before its imports;
             installed here otherwise.
@@ -139,7 +142,7 @@ def run_worker(
         store.check_writable()
         artifacts = artifact_store(Path(checkpoint_dir))
         locks = TrialLocks(store.dir)
-    seed = None if spec.seed is None else spec.seed + worker_index
+    seed = sampler_seed(spec.seed, seeded)
     study = optuna.load_study(
         study_name=study_name, storage=storage,
         sampler=build_sampler(spec.sampler, spec.sampler_options, seed, spec.grid),
@@ -148,7 +151,7 @@ def run_worker(
     study_id = storage.get_study_id_from_name(study_name)
     budget = Budget(n_trials or spec.n_trials, stop_flag)
     objective = Objective(spec, pick_device(), stop_flag, store, spec.liveness, artifacts,
-                          locks)
+                          locks, sampler_seed=seed)
     deadline = None if timeout is None else time.monotonic() + timeout
     callbacks = [budget]
     if store is not None:
@@ -182,6 +185,18 @@ def run_worker(
             _log.warning("a late result was dropped: its trial was declared stale by another "
                          "worker and retried meanwhile (%s)", e)
     return EXIT_OUT_OF_MEMORY if objective.out_of_memory else 0
+
+
+def sampler_seed(spec_seed: int | None, seeded: bool) -> int | None:
+    """The spec's seed for the one seeded process, else a fresh one from OS entropy.
+
+    Seeding every process with ``seed + worker index`` made each new process replay an
+    earlier one's stream: a relaunched or extended study, and worker 0 of every machine,
+    proposed the very trials already run.
+    """
+    if spec_seed is None:
+        return None
+    return spec_seed if seeded else int.from_bytes(os.urandom(4), "little")
 
 
 def default_threads(workers: int) -> int:

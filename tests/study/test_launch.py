@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import optuna
+import pytest
 from optuna.trial import TrialState
 
 from hpo.cli import main
@@ -194,3 +195,64 @@ def test_a_worker_that_dies_idle_is_reported_as_losing_nothing(tmp_path: Path) -
     died = [line for line in err.splitlines() if "a worker died" in line]
     assert len(died) == 1 and "it was running no trial, so nothing was lost" in died[0], err
     assert "queued to resume" not in died[0]
+
+
+def _sampled_params(storage: str, name: str = "tiny") -> list[tuple]:
+    """Parameters of the trials a sampler proposed (not enqueued retries or replicates)."""
+    trials = optuna.load_study(study_name=name, storage=open_storage(storage)).get_trials()
+    return [tuple(sorted(t.params.items())) for t in trials
+            if "fixed_params" not in t.system_attrs and "retry_history" not in t.system_attrs]
+
+
+def test_extending_a_study_by_a_relaunch_proposes_new_trials(tmp_path: Path) -> None:
+    """Each new process used to replay seed + worker index: trials 4-6 repeated 0-2."""
+    spec = write_spec(tmp_path, n_trials=4, epochs=1, sampler="random")
+    storage = str(tmp_path / "s.journal")
+    assert main(["launch", str(spec), "--storage", storage]) == 0
+    assert main(["launch", str(spec), "--storage", storage, "--n-trials", "7"]) == 0
+    params = _sampled_params(storage)
+    assert len(params) >= 7 and len(set(params)) == len(params)
+
+
+def test_two_workers_started_apart_on_postgresql_never_share_a_stream(
+        tmp_path: Path, pg_url: str, study_name: str) -> None:
+    spec = write_spec(tmp_path, n_trials=6, epochs=1, sampler="random")
+    try:
+        assert main(["create", str(spec), "--storage", pg_url, "--study-name", study_name]) == 0
+        procs = [subprocess.Popen([sys.executable, "-m", "hpo", "worker", "--study", study_name,
+                                   "--storage", pg_url], cwd=tmp_path, stderr=subprocess.PIPE,
+                                  text=True) for _ in range(2)]  # two machines' worker 0
+        for p in procs:
+            _, err = p.communicate(timeout=300)
+            assert p.returncode == 0, err[-2000:]
+        params = _sampled_params(pg_url, study_name)
+        assert len(params) >= 6 and len(set(params)) == len(params)
+    finally:
+        optuna.delete_study(study_name=study_name, storage=open_storage(pg_url))
+
+
+@pytest.mark.parametrize("repeats", [False, True])
+def test_a_configuration_already_finished_is_not_trained_again(tmp_path: Path,
+                                                               repeats: bool) -> None:
+    search = ('optimizer = ["sgd", "adam"]\nschedule = "cosine"\ninit = "kaiming_normal"\n'
+              "[search.sgd]\nlr = 0.1\nweight_decay = 1e-4\n"
+              "[search.adam]\nlr = 0.003\nweight_decay = 1e-5\n")
+    spec = write_spec(tmp_path, n_trials=5, epochs=1, sampler="random", search=search)
+    spec.write_text(spec.read_text().replace(
+        "[study]\n", f"[study]\nrepeats = {str(repeats).lower()}\n"))
+    storage = str(tmp_path / "s.journal")
+    assert main(["launch", str(spec), "--storage", storage]) == 0
+    trials = _study(storage).get_trials()
+    assert len(trials) == 5  # two configurations: at least three trials repeat one
+    dupes = [t for t in trials if "duplicate_of" in t.user_attrs]
+    if repeats:
+        assert not dupes and all(t.user_attrs["epochs_run"] == 1 for t in trials)
+        return
+    distinct = {tuple(sorted(t.params.items())) for t in trials}
+    assert len(distinct) == 2 and len(dupes) == 5 - 2
+    for t in dupes:
+        original = trials[t.user_attrs["duplicate_of"]]
+        assert "duplicate_of" not in original.user_attrs and original.params == t.params
+        assert t.value == original.value and t.user_attrs["epochs_run"] == 0
+        assert t.user_attrs["stop_reason"] == (
+            f"duplicate of trial {original.number}: its result is reused, not trained again")
