@@ -68,9 +68,10 @@ def _status(args: argparse.Namespace) -> int:
     from hpo.study import load_spec_from_study, open_storage, resolve_url
 
     url = resolve_url(args.storage)
-    storage = open_storage(url)
+    storage = open_storage(url, must_exist=True)
     if args.study:
-        load_spec_from_study(storage, url, args.study)  # a clear error for an unknown study
+        # a clear error for an unknown study; plain Optuna studies are shown too
+        load_spec_from_study(storage, url, args.study, require_spec=False)
         print(study_status(storage, args.study))
     else:
         print(studies_table(storage))
@@ -88,19 +89,13 @@ def _proxy(args: argparse.Namespace) -> int:
 
 
 def _open_study(args: argparse.Namespace, name: str):
-    """(study, storage URL) for a review command; unknown studies fail clearly."""
+    """(study, storage URL) for a review command, which also reads plain Optuna studies;
+    unknown studies and storages fail clearly, and nothing is created."""
     from hpo.study import load_spec_from_study, open_storage, resolve_url
 
     url = resolve_url(args.storage)
-    storage = open_storage(url)
-    try:
-        study, _ = load_spec_from_study(storage, url, name)
-    except UserError as e:
-        if "has no hpo spec" not in str(e):
-            raise
-        import optuna
-
-        study = optuna.load_study(study_name=name, storage=storage)  # plain Optuna studies too
+    study, _ = load_spec_from_study(open_storage(url, must_exist=True), url, name,
+                                    require_spec=False)
     return study, url
 
 
@@ -221,10 +216,9 @@ def _replicate(args: argparse.Namespace) -> int:
     slots = _slots(args, dict(spec.raw))
     # The budget is met already: the workers run the queued replicates and stop.
     status = run_pool(url, args.study, slots, checkpoint_dir=_checkpoint_dir(args, url),
-                      liveness=spec.liveness, n_trials=1, timeout=args.timeout, stop=args.stop)
-    report = build_report(study, redact(url), args.top)
-    text = to_text(report)
-    print(text[text.index("Replicates"):] if "Replicates" in text else text)
+                      liveness=spec.liveness, n_trials=1, timeout=args.timeout, stop=args.stop,
+                      shown_budget=spec.n_trials)
+    print(to_text(build_report(study, redact(url), args.top), only=("replicates",)))
     return status
 
 
@@ -233,10 +227,11 @@ def _dashboard(args: argparse.Namespace) -> int:
     from hpo.study import open_storage, redact, resolve_checkpoint_dir, resolve_url
 
     url = resolve_url(args.storage)
+    storage = open_storage(url, must_exist=True)
     root = resolve_checkpoint_dir(args.checkpoint_dir, url)
-    print(f"[hpo] optuna-dashboard for {redact(url)} on http://{args.host}:{args.port}/",
-          file=sys.stderr, flush=True)
-    serve_dashboard(open_storage(url), root / "artifacts", args.host, args.port)
+    serve_dashboard(storage, root / "artifacts", args.host, args.port,
+                    announce=f"[hpo] optuna-dashboard for {redact(url)} on "
+                             f"http://{args.host}:{args.port}/")
     return 0
 
 
@@ -263,15 +258,16 @@ def _storage_arg(p: argparse.ArgumentParser) -> None:
                                      "(default: $HPO_STORAGE, else hpo.journal)")
 
 
-def _run_args(p: argparse.ArgumentParser) -> None:
+def _run_args(p: argparse.ArgumentParser, budget: bool = True) -> None:
     _storage_arg(p)
     p.add_argument("--workers", type=_positive_int,
                    help="worker processes (CPU: default 1; GPUs: round-robin over them)")
     p.add_argument("--gpus", help="GPU ids to use, e.g. 0,1 (default: every visible GPU)")
     p.add_argument("--trials-per-gpu", type=_packing, default=1,
-                   help="concurrent trial processes per GPU, or auto (measured)")
-    p.add_argument("--n-trials", type=_positive_int,
-                   help="total finished trials (default: the spec's study.n_trials)")
+                   help="concurrent trial processes per GPU, or auto (measured) (default: 1)")
+    if budget:
+        p.add_argument("--n-trials", type=_positive_int,
+                       help="total finished trials (default: the spec's study.n_trials)")
     p.add_argument("--timeout", type=_positive_float,
                    help="seconds before workers start no new trial")
     p.add_argument("--checkpoint-dir", help="checkpoint store reachable by all workers "
@@ -282,6 +278,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hpo", description="Hyperparameter optimization of ResNet training recipes."
     )
+    from hpo import __version__
+
+    parser.add_argument("--version", action="version", version=f"hpo {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("launch",
@@ -310,30 +309,36 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="top configurations, factor tables, compute, curves")
     p.add_argument("study", help="study name")
     _storage_arg(p)
-    p.add_argument("--top", type=_positive_int, default=5, help="configurations to list")
-    p.add_argument("--format", choices=("text", "markdown", "json", "html"), default="text")
+    p.add_argument("--top", type=_positive_int, default=5,
+                   help="configurations to list (default: 5)")
+    p.add_argument("--format", choices=("text", "markdown", "json", "html"), default="text",
+                   help="text, markdown, json (hpo/review/report.schema.json) or html (one "
+                        "page, PNG figures beside it) (default: text)")
     p.add_argument("--out", help="write here instead of standard output")
     p.set_defaults(func=_report)
 
     p = sub.add_parser("compare", help="factor tables of several studies side by side")
     p.add_argument("studies", nargs="+", help="study names")
     _storage_arg(p)
-    p.add_argument("--format", choices=("text", "markdown", "json"), default="text")
+    p.add_argument("--format", choices=("text", "markdown", "json"), default="text",
+                   help="output format (default: text)")
     p.add_argument("--out", help="write here instead of standard output")
     p.set_defaults(func=_compare)
 
     p = sub.add_parser("export", help="the best configurations as files to retrain")
     p.add_argument("study", help="study name")
     _storage_arg(p)
-    p.add_argument("--top", type=_positive_int, default=1, help="configurations to export")
-    p.add_argument("--format", choices=("yaml", "json"), default="yaml")
+    p.add_argument("--top", type=_positive_int, default=1,
+                   help="configurations to export (default: 1)")
+    p.add_argument("--format", choices=("yaml", "json"), default="yaml",
+                   help="file format (default: yaml)")
     p.add_argument("--out", default="exports", help="directory (default: exports)")
     p.set_defaults(func=_export)
 
     p = sub.add_parser("train", help="retrain an exported configuration (no study needed)")
     p.add_argument("file", help="a file written by hpo export")
     p.add_argument("--seeds", type=_positive_int, default=1,
-                   help="train with seeds seed, seed+1, ...")
+                   help="train with seeds seed, seed+1, ... (default: 1)")
     p.add_argument("--verify", action="store_true",
                    help="exit 1 unless the first seed reproduces the exported metric")
     p.add_argument("--tolerance", type=float,
@@ -342,23 +347,26 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("replicate", help="retrain the top configurations with new seeds")
     p.add_argument("study", help="study name")
-    p.add_argument("--top", type=_positive_int, default=3, help="configurations to replicate")
-    p.add_argument("--seeds", type=_positive_int, default=3, help="new seeds per configuration")
-    _run_args(p)
+    p.add_argument("--top", type=_positive_int, default=3,
+                   help="configurations to replicate (default: 3)")
+    p.add_argument("--seeds", type=_positive_int, default=3,
+                   help="new seeds per configuration (default: 3)")
+    _run_args(p, budget=False)
     p.set_defaults(func=_replicate)
 
     p = sub.add_parser("dashboard", help="optuna-dashboard with trial notes and figures")
     _storage_arg(p)
     p.add_argument("--host", default="127.0.0.1",
-                   help="address to listen on (default: this machine only)")
-    p.add_argument("--port", type=_positive_int, default=8080)
+                   help="address to listen on (default: 127.0.0.1, this machine only)")
+    p.add_argument("--port", type=_positive_int, default=8080, help="port (default: 8080)")
     p.add_argument("--checkpoint-dir", help="checkpoint store whose artifacts/ to serve")
     p.set_defaults(func=_dashboard)
 
     p = sub.add_parser("proxy", help="serve the storage to workers over gRPC")
     _storage_arg(p)
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    p.add_argument("--port", type=_positive_int, default=13000, help="port")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default: 127.0.0.1)")
+    p.add_argument("--port", type=_positive_int, default=13000, help="port (default: 13000)")
     p.set_defaults(func=_proxy)
     return parser
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from hpo.review._render import _f, _text_table
+from hpo.review._format import fmt, markdown_table, text_table
 
 AXES = ("optimizer", "schedule", "init", "weight_decay_band")
 
@@ -25,7 +25,7 @@ def compare_tables(reports: list[dict[str, Any]]) -> list[tuple[str, list[str], 
             for r in reports:
                 s = r["factors"][axis].get(lvl)
                 row.append("-" if s is None else
-                           f"{_f(s['best'])} / {_f(s['median'])} ({s['trials']})")
+                           f"{fmt(s['best'])} / {fmt(s['median'])} ({s['trials']})")
             rows.append(row)
         out.append((f"By {axis.replace('_', ' ')}: best / median (finished trials)",
                     headers, rows))
@@ -34,14 +34,12 @@ def compare_tables(reports: list[dict[str, Any]]) -> list[tuple[str, list[str], 
 
 def compare_text(reports: list[dict[str, Any]], markdown: bool = False) -> str:
     parts = []
-    head = ", ".join(f"{r['study']} (best {_f(r['best']['value'])}, {r['metric']})"
+    head = ", ".join(f"{r['study']} (best {fmt(r['best']['value'])}, {r['metric']})"
                      for r in reports)
     parts.append(f"# Comparing {head}" if markdown else f"Comparing {head}")
     for title, headers, rows in compare_tables(reports):
         if markdown:
-            table = "| " + " | ".join(headers) + " |\n|" + "---|" * len(headers) + "\n"
-            table += "\n".join("| " + " | ".join(r) + " |" for r in rows)
-            parts.append(f"## {title}\n\n{table}")
+            parts.append(f"## {title}\n\n{markdown_table(headers, rows)}")
         else:
-            parts.append(f"{title}\n{_text_table(headers, rows)}")
+            parts.append(f"{title}\n{text_table(headers, rows)}")
     return "\n\n".join(parts) + "\n"

@@ -26,6 +26,7 @@ import optuna
 import yaml
 
 import hpo
+from hpo import record
 from hpo.errors import UserError
 from hpo.review._report import build_report
 from hpo.study._spec import check_config
@@ -67,8 +68,9 @@ def export_study(study: optuna.Study, storage_shown: str, top_k: int, fmt: str,
             "provenance": {
                 "study": study.study_name, "trial_number": t.number, "storage": storage_shown,
                 "exported_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-                "versions": versions, "device": t.user_attrs.get("device"),
-                "cpu_threads": t.user_attrs.get("cpu_threads"), "host": t.user_attrs.get("host"),
+                "versions": versions, "device": t.user_attrs.get(record.DEVICE),
+                "cpu_threads": t.user_attrs.get(record.CPU_THREADS),
+                "host": t.user_attrs.get(record.HOST),
                 "git_commit": _git_commit(),
             },
         }

@@ -3,28 +3,43 @@
 Schema (``hpo/review/report.schema.json`` is the machine-readable form):
 
 - ``study``, ``direction``, ``metric``, ``storage`` (password redacted)
-- ``n_trials``: count per state (``complete``, ``pruned``, ``fail``, ``running``, ``waiting``)
+- ``verdict``: one sentence with numbers: the leading recipe, the best value of the runner-up
+  level of each axis and the gap, and whether replicates separated them (or the command that
+  would decide)
+- ``n_trials``: count per state (``complete``, ``pruned``, ``failed``, ``running``,
+  ``waiting``) of the study's own trials; ``duplicates`` (of those, reused results) and
+  ``replicates`` (replicate trials, any state) apart
 - ``best``: ``value``, ``trial_number``, ``config`` of the best complete trial
-- ``top``: the best K complete trials: ``trial_number``, ``value``, ``epochs``,
-  ``wall_time_s``, ``config``, ``curve`` (the metric per epoch)
+- ``top``: the best K trials, complete first, pruned ones (by their last value) filling the
+  rest: ``trial_number``, ``state``, ``value``, ``epochs``, ``wall_time_s``, ``config``,
+  ``curve`` (the metric per epoch)
 - ``factors``: per axis (``optimizer``, ``schedule``, ``init``, ``weight_decay_band``), per
   level: ``trials`` (finished: complete + pruned), ``complete``, ``best``, ``median``,
-  ``top_quartile_mean`` (over the level's complete trials); plus ``optimizer_x_schedule``:
-  the best value per optimizer and schedule
-- ``importances``: parameter -> importance (Optuna's default evaluator, complete trials)
+  ``top_quartile_mean`` (over the level's complete trials), ``best_any`` and
+  ``best_any_epoch`` (the best value any of its trials reached, pruned ones included, and at
+  which epoch); plus ``optimizer_x_schedule``: the best complete value per optimizer and
+  schedule
+- ``rungs``: ``epochs`` (every epoch where trials were stopped, and the last) and per axis, per
+  level, per epoch: ``reached`` (trials that reported that epoch), ``best`` and ``median`` of
+  the value there, ``survived`` (share of them that completed), ``thin`` (fewer than 3)
+- ``importances``: parameter -> importance (PED-ANOVA, as optuna-dashboard computes it) when
+  there are enough complete trials; ``importances_note`` says how many and why
 - ``compute``: per category (``complete``, ``pruned``, ``failed``, ``retried``): ``trials``,
   ``epochs`` (trained by that trial itself), ``device_hours``; and ``pruning``: ``full_epochs``
   (finished trials x the spec's epochs), ``epochs_run``, ``saved_epochs``, ``saved_share``
 - ``replicates``: per replicated trial: ``trial_number``, ``n``, ``val_mean``, ``val_ci95``,
-  ``test_mean``, ``test_ci95``; and ``leader_separated`` (Welch's t-test, p < 0.05)
+  ``test_mean``, ``test_ci95``, ``values``; ``leader_separated`` (Welch's t-test, p < 0.05)
+  and its ``p_value``
 
-Replicate trials never enter ``top``, ``factors`` or ``n_trials``' budget counts: they are
-reported only under ``replicates``.
+Replicate trials never enter ``top``, ``factors``, ``rungs`` or the state counts; duplicates
+(``duplicate_of``: a sampled repeat that reused a finished trial's result) are counted in
+``n_trials`` but enter neither the factor statistics nor the compute figures twice.
 """
 
 from __future__ import annotations
 
 import math
+import shlex
 import statistics
 import warnings
 from collections import defaultdict
@@ -33,13 +48,10 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from hpo import record
 from hpo.errors import UserError
 
 AXES = ("optimizer", "schedule", "init", "weight_decay_band")
-
-
-def _is_replicate(t: FrozenTrial) -> bool:
-    return "replicate_of" in t.user_attrs
 
 
 def wd_band(wd: float) -> str:
@@ -51,7 +63,7 @@ def wd_band(wd: float) -> str:
 
 
 def _level(t: FrozenTrial, axis: str) -> str:
-    c = t.user_attrs.get("config", {})
+    c = t.user_attrs.get(record.CONFIG, {})
     if axis == "weight_decay_band":
         return wd_band(float(c.get("weight_decay", 0.0)))
     return str(c.get(axis, "?"))
@@ -66,6 +78,11 @@ def _summary(values: list[float], n: int, sign: float) -> dict[str, Any]:
             "top_quartile_mean": statistics.fmean(quartile) if quartile else None}
 
 
+def _best(values: list[tuple[float, int]], sign: float) -> tuple[float, int] | None:
+    """The best (value, epoch) pair; ties go to the earlier epoch."""
+    return max(values, key=lambda ve: (sign * ve[0], -ve[1])) if values else None
+
+
 def factors(finished: list[FrozenTrial], sign: float) -> dict[str, Any]:
     """Per-axis tables and the optimizer x schedule matrix of best values."""
     out: dict[str, Any] = {}
@@ -73,8 +90,13 @@ def factors(finished: list[FrozenTrial], sign: float) -> dict[str, Any]:
         groups: dict[str, list[FrozenTrial]] = defaultdict(list)
         for t in finished:
             groups[_level(t, axis)].append(t)
-        out[axis] = {level: _summary([t.value for t in ts if t.state == TrialState.COMPLETE],
-                                     len(ts), sign) for level, ts in sorted(groups.items())}
+        out[axis] = {}
+        for level, ts in sorted(groups.items()):
+            row = _summary([t.value for t in ts if t.state == TrialState.COMPLETE], len(ts), sign)
+            reached = _best([(record.last_value(t), max(t.intermediate_values, default=0))
+                             for t in ts if record.last_value(t) is not None], sign)
+            row["best_any"], row["best_any_epoch"] = reached if reached else (None, None)
+            out[axis][level] = row
     matrix: dict[str, dict[str, float]] = defaultdict(dict)
     for t in finished:
         if t.state == TrialState.COMPLETE:
@@ -85,10 +107,81 @@ def factors(finished: list[FrozenTrial], sign: float) -> dict[str, Any]:
     return out
 
 
+THIN = 3  # fewer trials than this at a rung: the comparison is anecdote, and says so
+
+
+def rungs(finished: list[FrozenTrial], sign: float, full_epochs: int) -> dict[str, Any]:
+    """Factor levels compared at every epoch where trials were stopped, and at the last.
+
+    With successive halving most trials stop after an epoch or two, so final values alone
+    leave most levels empty; comparing the values every trial of a level reached at the same
+    epoch uses all of them.
+    """
+    stops = {max(t.intermediate_values) for t in finished
+             if t.state == TrialState.PRUNED and t.intermediate_values}
+    epochs = sorted(stops | ({full_epochs} if full_epochs else set()))
+    by: dict[str, Any] = {}
+    for axis in AXES[:3]:
+        groups: dict[str, list[FrozenTrial]] = defaultdict(list)
+        for t in finished:
+            groups[_level(t, axis)].append(t)
+        by[axis] = {}
+        for level, ts in sorted(groups.items()):
+            rows = []
+            for epoch in epochs:
+                there = [t for t in ts if epoch in t.intermediate_values]
+                values = [t.intermediate_values[epoch] for t in there]
+                if not there:
+                    continue
+                rows.append({
+                    "epoch": epoch, "reached": len(there),
+                    "best": max(values, key=lambda v: sign * v),
+                    "median": statistics.median(values),
+                    "survived": sum(t.state == TrialState.COMPLETE for t in there) / len(there),
+                    "thin": len(there) < THIN,
+                })
+            by[axis][level] = rows
+    return {"epochs": epochs, "by": by}
+
+
+def verdict(study_name: str, metric: str, leader: FrozenTrial, levels: dict[str, Any],
+            reps: dict[str, Any], sign: float) -> str:
+    """One sentence: which recipe wins, the runner-up level of each axis and the gap, and
+    whether replicates separated them (or the command that would)."""
+    config = leader.user_attrs.get(record.CONFIG, {})
+    recipe = " + ".join(str(config.get(axis, "?")) for axis in AXES[:3])
+    parts = []
+    for axis in AXES[:3]:
+        mine = str(config.get(axis, "?"))
+        others = [(row["best_any"], row["best_any_epoch"], lvl, row)
+                  for lvl, row in levels[axis].items()
+                  if lvl != mine and row["best_any"] is not None]
+        if not others:
+            parts.append(f"{axis}: only {mine} tried")
+            continue
+        value, epoch, lvl, row = max(others, key=lambda o: sign * o[0])
+        where = "" if row["best"] is not None and row["best"] == value else \
+            f" at epoch {epoch}, pruned"
+        gap = sign * (leader.value - value)
+        parts.append(f"{axis}: runner-up {lvl} {value:.4f}{where}, "
+                     f"{abs(gap):.4f} {'behind' if gap >= 0 else 'ahead'}")
+    text = (f"{recipe} leads with {metric} {leader.value:.4f} (trial {leader.number}); "
+            + "; ".join(parts) + ". ")
+    separated = reps["leader_separated"]
+    if separated is None:
+        return text + (f"Not yet confirmed: 'hpo replicate {shlex.quote(study_name)} --top 2 "
+                       "--seeds 3' retrains the top 2 with 3 new seeds each and tests the gap.")
+    if separated:
+        return text + (f"Replicates separate the leader from the runner-up (Welch's t-test, "
+                       f"p = {reps['p_value']:.3g}).")
+    return text + (f"Replicates do not separate the leader from the runner-up (Welch's "
+                   f"t-test, p = {reps['p_value']:.3g}): within noise of each other.")
+
+
 def _epochs_trained(t: FrozenTrial) -> int:
     """Epochs this trial trained itself (a retry inherits its predecessor's)."""
-    run = int(t.user_attrs.get("epochs_run", max(t.intermediate_values, default=0)))
-    return max(0, run - int(t.user_attrs.get("resumed_from_epoch", 0)))
+    run = int(t.user_attrs.get(record.EPOCHS_RUN, max(t.intermediate_values, default=0)))
+    return max(0, run - int(t.user_attrs.get(record.RESUMED_FROM_EPOCH, 0)))
 
 
 def _hours(t: FrozenTrial) -> float:
@@ -103,7 +196,7 @@ def compute(trials: list[FrozenTrial], full_epochs: int) -> dict[str, Any]:
     ``saved_share`` = epochs that pruned trials did not run / epochs that running every
     finished trial to the full budget would have cost.
     """
-    retried = {n for t in trials for n in t.system_attrs.get("retry_history", [])}
+    retried = record.retried_numbers(trials)
     cats: dict[str, list[FrozenTrial]] = {"complete": [], "pruned": [], "failed": [],
                                           "retried": []}
     for t in trials:
@@ -118,9 +211,9 @@ def compute(trials: list[FrozenTrial], full_epochs: int) -> dict[str, Any]:
             "device_hours": round(sum(_hours(t) for t in ts), 6)} for k, ts in cats.items()
     }
     finished = cats["complete"] + cats["pruned"]
-    run = sum(int(t.user_attrs.get("epochs_run", 0)) for t in finished)
+    run = sum(int(t.user_attrs.get(record.EPOCHS_RUN, 0)) for t in finished)
     full = full_epochs * len(finished)
-    saved = sum(full_epochs - int(t.user_attrs.get("epochs_run", 0)) for t in cats["pruned"])
+    saved = sum(full_epochs - int(t.user_attrs.get(record.EPOCHS_RUN, 0)) for t in cats["pruned"])
     out["pruning"] = {"full_epochs": full, "epochs_run": run, "saved_epochs": saved,
                       "saved_share": saved / full if full else 0.0}
     return out
@@ -142,79 +235,103 @@ def replicates(trials: list[FrozenTrial], sign: float) -> dict[str, Any]:
     """Mean and 95% CI per replicated configuration; is the leader separated from the next?"""
     groups: dict[int, list[FrozenTrial]] = defaultdict(list)
     for t in trials:
-        if _is_replicate(t) and t.state == TrialState.COMPLETE:
-            groups[int(t.user_attrs["replicate_of"])].append(t)
+        if record.is_replicate(t) and t.state == TrialState.COMPLETE:
+            groups[int(t.user_attrs[record.REPLICATE_OF])].append(t)
     rows = []
     for number, ts in groups.items():
         val_mean, val_ci = _ci95([t.value for t in ts])
-        tests = [t.user_attrs["test_accuracy"] for t in ts if "test_accuracy" in t.user_attrs]
+        tests = [t.user_attrs[record.TEST_ACCURACY] for t in ts
+                 if record.TEST_ACCURACY in t.user_attrs]
         test_mean, test_ci = _ci95(tests)
         rows.append({"trial_number": number, "n": len(ts), "val_mean": val_mean,
                      "val_ci95": val_ci, "test_mean": test_mean, "test_ci95": test_ci,
                      "values": [t.value for t in ts]})
     rows.sort(key=lambda r: -sign * r["val_mean"])
-    separated = None
+    separated, p_value = None, None
     if len(rows) >= 2 and len(rows[0]["values"]) >= 2 and len(rows[1]["values"]) >= 2:
         from scipy import stats
 
         p = stats.ttest_ind(rows[0]["values"], rows[1]["values"], equal_var=False).pvalue
-        separated = bool(p < 0.05) if math.isfinite(p) else False
-    return {"configs": rows, "leader_separated": separated}
+        p_value = float(p) if math.isfinite(p) else 1.0  # identical values: nothing separates
+        separated = p_value < 0.05
+    return {"configs": rows, "leader_separated": separated, "p_value": p_value}
 
 
-def _importances(study: optuna.Study, complete: list[FrozenTrial]) -> dict[str, float]:
-    if len(complete) < 2:
-        return {}
+# PED-ANOVA compares the best 10 % of the complete trials with all of them: below 10 complete
+# trials that top set is a single trial, and the importances are noise.
+MIN_IMPORTANCE_TRIALS = 10
+
+
+def _importances(study: optuna.Study, complete: list[FrozenTrial]
+                 ) -> tuple[dict[str, float], str]:
+    """(importances, a note saying by what and from how many trials, or why none)."""
+    n = len(complete)
+    if n < MIN_IMPORTANCE_TRIALS:
+        return {}, (f"not computed: {n} complete trial(s); PED-ANOVA compares the best 10 % of "
+                    f"complete trials with all of them and needs at least "
+                    f"{MIN_IMPORTANCE_TRIALS} for that top set to be more than one trial")
+    sign = record.direction_sign(study)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
             sub = optuna.create_study(direction=study.direction)  # in memory, main trials only
             sub.add_trials(complete)
-            values = optuna.importance.get_param_importances(sub)
-        except (RuntimeError, ValueError):  # e.g. no parameter shared by every complete trial
-            return {}
-    return {k: round(float(v), 6) for k, v in values.items()}
+            # As optuna-dashboard computes them: PED-ANOVA on a target where lower is better.
+            values = optuna.importance.get_param_importances(
+                sub, evaluator=optuna.importance.PedAnovaImportanceEvaluator(),
+                target=lambda t: -sign * t.value)
+        except (RuntimeError, ValueError) as e:  # e.g. no parameter shared by every trial
+            return {}, f"not computed: {e}"
+    return ({k: round(float(v), 6) for k, v in values.items()},
+            f"PED-ANOVA (optuna-dashboard's evaluator) over the {n} complete trials")
 
 
 def build_report(study: optuna.Study, storage_shown: str, top_k: int = 5) -> dict[str, Any]:
-    """The report of ``study``; refuses a study with no finished trial."""
+    """The report of ``study``; refuses a study with no complete trial."""
     trials = study.get_trials(deepcopy=False)
-    spec = study.user_attrs.get("spec", {})
-    metric = spec.get("study", {}).get("metric", "val_accuracy")
-    full_epochs = int(spec.get("training", {}).get("epochs", 0)) or max(
-        (int(t.user_attrs.get("epochs_run", 0)) for t in trials), default=0)
-    maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
-    sign = 1.0 if maximize else -1.0
-    main = [t for t in trials if not _is_replicate(t)]
-    finished = [t for t in main if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
-    complete = sorted((t for t in main if t.state == TrialState.COMPLETE),
-                      key=lambda t: (-sign * t.value, t.number))
+    metric = record.spec_metric(study)
+    main = [t for t in trials if not record.is_replicate(t)]
+    full_epochs = record.spec_epochs(study) or max(
+        (int(t.user_attrs.get(record.EPOCHS_RUN, 0)) for t in main), default=0)
+    sign = record.direction_sign(study)
+    originals = [t for t in main if record.DUPLICATE_OF not in t.user_attrs]
+    finished = [t for t in originals if t.state in record.FINISHED]
+    complete = record.ranked_complete(study, originals)
     if not main:
         raise UserError(f"study {study.study_name!r} has no trial yet")
     if not complete:
         states = ", ".join(sorted({t.state.name.lower() for t in main}))
         raise UserError(f"study {study.study_name!r} has no complete trial (its trials are: "
                         f"{states}); nothing to report")
-    counts = {s.name.lower(): sum(t.state == s for t in main) for s in
-              (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.RUNNING,
-               TrialState.WAITING)}
+    counts = record.count_states(main)
+    counts["duplicates"] = len(main) - len(originals)
+    counts["replicates"] = len(trials) - len(main)
     best = complete[0]
+    top = (complete + record.ranked(study, finished, states=(TrialState.PRUNED,)))[:top_k]
+    levels = factors(finished, sign)
+    reps = replicates(trials, sign)
+    importances, note = _importances(study, complete)
     return {
         "study": study.study_name,
-        "direction": "maximize" if maximize else "minimize",
+        "direction": "maximize" if sign > 0 else "minimize",
         "metric": metric,
         "storage": storage_shown,
+        "verdict": verdict(study.study_name, metric, best, levels, reps, sign),
         "n_trials": counts,
         "best": {"value": best.value, "trial_number": best.number,
-                 "config": best.user_attrs.get("config", {})},
-        "top": [{"trial_number": t.number, "value": t.value,
-                 "epochs": t.user_attrs.get("epochs_run"),
-                 "wall_time_s": t.user_attrs.get("wall_time_s"),
-                 "config": t.user_attrs.get("config", {}),
+                 "config": best.user_attrs.get(record.CONFIG, {})},
+        "top": [{"trial_number": t.number, "state": t.state.name.lower(),
+                 "value": record.last_value(t),
+                 "epochs": t.user_attrs.get(record.EPOCHS_RUN),
+                 "wall_time_s": t.user_attrs.get(record.WALL_TIME_S),
+                 "config": t.user_attrs.get(record.CONFIG, {}),
                  "curve": [t.intermediate_values[k] for k in sorted(t.intermediate_values)]}
-                for t in complete[:top_k]],
-        "factors": factors(finished, sign),
-        "importances": _importances(study, complete),
-        "compute": compute(main, full_epochs),
-        "replicates": replicates(trials, sign),
+                for t in top],
+        "factors": levels,
+        "rungs": rungs(finished, sign, full_epochs),
+        "importances": importances,
+        "importances_note": note,
+        "compute": compute(originals, full_epochs),
+        "replicates": reps,
     }
+

@@ -8,32 +8,24 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-_STATES = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.RUNNING,
-           TrialState.WAITING)
-
-
-def _table(rows: list[list[str]]) -> str:
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
+from hpo import record
+from hpo.review._format import text_table
 
 
 def studies_table(storage: optuna.storages.BaseStorage) -> str:
     """One line per study: trials by state and the best value."""
-    rows = [["study", "direction", "complete", "pruned", "failed", "running", "waiting", "best",
-             "hpo spec"]]
+    rows = [["study", "direction", *record.STATE_NAMES, "replicates", "best", "hpo spec"]]
     for summary in optuna.get_all_study_summaries(storage, include_best_trial=True):
         study = optuna.load_study(study_name=summary.study_name, storage=storage)
-        counts = {s: len(study.get_trials(deepcopy=False, states=(s,))) for s in _STATES}
-        best = summary.best_trial.value if summary.best_trial else None
+        own, replicates = record.split_replicates(study.get_trials(deepcopy=False))
+        best = record.ranked_complete(study, own)
         rows.append([summary.study_name, summary.direction.name.lower(),
-                     *(str(counts[s]) for s in _STATES),
-                     "-" if best is None else f"{best:.4f}",
-                     "yes" if "spec" in summary.user_attrs else "no"])
+                     *(str(n) for n in record.count_states(own).values()), str(replicates),
+                     "-" if not best else f"{best[0].value:.4f}",
+                     "yes" if record.SPEC in summary.user_attrs else "no"])
     if len(rows) == 1:
         return "(no study in this storage)"
-    return _table(rows)
+    return text_table(rows[0], rows[1:])
 
 
 def _heartbeats(storage: optuna.storages.BaseStorage, trial_ids: list[int]
@@ -55,9 +47,10 @@ def _heartbeats(storage: optuna.storages.BaseStorage, trial_ids: list[int]
 def study_status(storage: optuna.storages.BaseStorage, study_name: str) -> str:
     """Trials by state, then each running trial with host, device, epoch and last heartbeat."""
     study = optuna.load_study(study_name=study_name, storage=storage)
-    counts = {s: len(study.get_trials(deepcopy=False, states=(s,))) for s in _STATES}
+    own, replicates = record.split_replicates(study.get_trials(deepcopy=False))
     lines = [f"study {study_name!r}: " + ", ".join(
-        f"{n} {s.name.lower()}" for s, n in counts.items())]
+        f"{n} {name}" for name, n in record.count_states(own).items())
+        + f"; {replicates} replicates done"]
     running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
     if not running:
         lines.append("no trial is running")
@@ -71,9 +64,10 @@ def study_status(storage: optuna.storages.BaseStorage, study_name: str) -> str:
         a: dict[str, Any] = t.user_attrs
         beat = beats.get(ids[t.number])
         ago = "-" if beat is None or now is None else f"{(now - beat).total_seconds():.0f} s ago"
-        rows.append([str(t.number), str(a.get("host", "-")), str(a.get("worker_pid", "-")),
-                     str(a.get("device", "-")), str(max(t.intermediate_values, default=0)),
-                     str(a.get("config", {}).get("epochs", "-")), ago,
-                     str(a.get("resumed_from_epoch", "-"))])
-    lines.append(_table(rows))
+        rows.append([str(t.number), str(a.get(record.HOST, "-")),
+                     str(a.get(record.WORKER_PID, "-")),
+                     str(a.get(record.DEVICE, "-")), str(max(t.intermediate_values, default=0)),
+                     str(a.get(record.CONFIG, {}).get("epochs", "-")), ago,
+                     str(a.get(record.RESUMED_FROM_EPOCH, "-"))])
+    lines.append(text_table(rows[0], rows[1:]))
     return "\n".join(lines)

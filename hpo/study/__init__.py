@@ -32,7 +32,7 @@ _WHERE = {
     "create_or_resume": "hpo.study._launch",
     "launch": "hpo.study._launch",
     "load_spec": "hpo.study._spec",
-    "load_spec_from_study": "hpo.study._worker",
+    "load_spec_from_study": "hpo.study._spec",
     "open_storage": "hpo.study._storage",
     "parse_spec": "hpo.study._spec",
     "plan_slots": "hpo.study._pool",

@@ -22,8 +22,9 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import TrialState
 
+from hpo import record
 from hpo.errors import UserError
 from hpo.study._storage import redact
 
@@ -49,10 +50,6 @@ def artifact_store(root: Path) -> optuna.artifacts.FileSystemArtifactStore:
     return optuna.artifacts.FileSystemArtifactStore(str(path))
 
 
-# The study user attribute that names a study's checkpoint folder, set when hpo creates it.
-STUDY_UID = "hpo_uid"
-
-
 def study_folder(study_name: str, uid: str | None) -> str:
     """``<name>-<uid[:12]>``: same-named studies on two storages never share files. Studies
     created before the uid existed keep their old folder, ``<name>``."""
@@ -71,7 +68,7 @@ class CheckpointStore:
 
     Args:
         root: the checkpoint directory (``--checkpoint-dir``).
-        study_name: the study; with ``uid`` (see :data:`STUDY_UID`) it names the folder.
+        study_name: the study; with ``uid`` (see :data:`record.STUDY_UID`) it names the folder.
         uid: the study's identity, also written into every checkpoint and checked on resume.
     """
 
@@ -156,9 +153,9 @@ class CheckpointStore:
             return
         trials = study.get_trials(deepcopy=False)
         by_number = {t.number: t for t in trials}
-        pending = {n for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)
-                   for n in t.system_attrs.get("retry_history", [])}
-        best = {t.number for t in ranked_complete(study, trials)[:keep]}
+        pending = record.retried_numbers(
+            t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING))
+        best = {t.number for t in record.ranked_complete(study, trials)[:keep]}
         try:
             for file in self.dir.iterdir():
                 match = _FILE.match(file.name)
@@ -186,9 +183,3 @@ def check_writable(folder: Path) -> None:
         raise UserError(f"checkpoint directory {redact(str(folder))}: cannot write there "
                         f"({e.strerror}); set --checkpoint-dir or {ENV_VAR}") from None
 
-
-def ranked_complete(study: optuna.Study, trials: list[FrozenTrial]) -> list[FrozenTrial]:
-    """Complete trials, best first (ties: lower number first)."""
-    sign = -1 if study.direction == optuna.study.StudyDirection.MAXIMIZE else 1
-    return sorted((t for t in trials if t.state == TrialState.COMPLETE),
-                  key=lambda t: (sign * t.value, t.number))

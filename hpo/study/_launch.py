@@ -13,8 +13,8 @@ from typing import TextIO
 
 import optuna
 
+from hpo import record
 from hpo.errors import UserError
-from hpo.study._checkpoints import STUDY_UID
 from hpo.study._pool import Slot, run_pool
 from hpo.study._signals import StopFlag
 from hpo.study._spec import StudySpec
@@ -31,23 +31,34 @@ def create_or_resume(spec: StudySpec, storage_url: str, study_name: str) -> optu
     study = optuna.create_study(
         study_name=study_name, storage=storage, direction=spec.direction, load_if_exists=True
     )
-    stored = study.user_attrs.get("spec")
+    stored = study.user_attrs.get(record.SPEC)
     if stored is None:
         if study.get_trials(deepcopy=False):
             raise UserError(f"study {study_name!r} already exists in {redact(storage_url)} "
                             "without an hpo spec; choose another --study-name")
-        study.set_user_attr("spec", dict(spec.raw))
+        study.set_user_attr(record.SPEC, dict(spec.raw))
         # The study's identity: it names the checkpoint folder, so that a same-named study in
         # another storage never reads or deletes this one's checkpoints.
-        study.set_user_attr(STUDY_UID, uuid.uuid4().hex)
+        study.set_user_attr(record.STUDY_UID, uuid.uuid4().hex)
     elif _canonical(stored) != _canonical(spec.raw):
+        differ = ", ".join(_differing_keys(stored, spec.raw)) or "their layout"
         raise UserError(f"study {study_name!r} already exists in {redact(storage_url)} with a "
-                        f"different spec than {spec.source}; choose another --study-name")
+                        f"different spec than {spec.source} (differing: {differ}); choose "
+                        "another --study-name")
     return study
 
 
 def _canonical(raw: object) -> str:
     return json.dumps(raw, sort_keys=True)
+
+
+def _differing_keys(old: object, new: object, path: str = "") -> list[str]:
+    """Dotted keys whose values differ between two parsed specs, in sorted order."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        return [k for key in sorted(set(old) | set(new))
+                for k in _differing_keys(old.get(key), new.get(key),
+                                         f"{path}.{key}" if path else key)]
+    return [] if _canonical(old) == _canonical(new) else [path or "the whole spec"]
 
 
 def launch(

@@ -12,10 +12,28 @@ from typing import Any
 
 import optuna
 
+from hpo import record
+
+
+def lineage(user_attrs: dict[str, Any], retry_history: list[int]) -> str:
+    """What the trial is beyond its recipe: a replicate (of which trial, which seed, its test
+    accuracy) or a retry (of which trials, resumed from which epoch); empty otherwise."""
+    if record.REPLICATE_OF in user_attrs:
+        test = user_attrs.get(record.TEST_ACCURACY)
+        return (f"**Replicate** of trial {user_attrs[record.REPLICATE_OF]}, seed "
+                f"{user_attrs.get(record.REPLICATE_SEED)}: never pruned, not counted in the "
+                f"study's budget; test accuracy {'-' if test is None else f'{test:.4f}'}\n\n")
+    if retry_history:
+        resumed = user_attrs.get(record.RESUMED_FROM_EPOCH)
+        return (f"**Retry** of trial(s) {', '.join(map(str, retry_history))}"
+                + (f", resumed after epoch {resumed}" if resumed else ", started afresh")
+                + "\n\n")
+    return ""
+
 
 def note_markdown(number: int, config: dict[str, Any], curve: dict[str, list[float]],
-                  stop_reason: str, metric: str) -> str:
-    """The trial's recipe, how its curve went, and why it stopped."""
+                  stop_reason: str, metric: str, about: str = "") -> str:
+    """The trial's recipe, how its curve went, and why it stopped; ``about``: its lineage."""
     settings = {**config.get("optimizer_params", {}), **config.get("schedule_params", {})}
     rows = "\n".join(f"| {k} | {v} |" for k, v in [
         ("optimizer", config.get("optimizer")), ("lr", config.get("lr")),
@@ -33,7 +51,7 @@ def note_markdown(number: int, config: dict[str, Any], curve: dict[str, list[flo
         summary = (f"{len(acc)} epochs; val accuracy {acc[0]:.4f} -> {acc[-1]:.4f} "
                    f"(best {acc[best]:.4f} at epoch {best + 1}); val loss "
                    f"{curve['val_loss'][0]:.4f} -> {curve['val_loss'][-1]:.4f}")
-    return (f"## Trial {number}\n\n| setting | value |\n|---|---|\n{rows}\n\n"
+    return (f"## Trial {number}\n\n{about}| setting | value |\n|---|---|\n{rows}\n\n"
             f"**Curve:** {summary}\n\n**Stopped:** {stop_reason}\n\n**Metric:** {metric}\n")
 
 
@@ -59,13 +77,13 @@ def curve_png(path: Path, number: int, curve: dict[str, list[float]]) -> None:
 
 def attach(trial: optuna.Trial, store: optuna.artifacts.FileSystemArtifactStore | None,
            config: dict[str, Any], curve: dict[str, list[float]], stop_reason: str,
-           metric: str) -> None:
+           metric: str, about: str = "") -> None:
     """Saves the note and, with an artifact store, uploads the curve figure."""
     import warnings
 
     from optuna_dashboard import save_note
 
-    save_note(trial, note_markdown(trial.number, config, curve, stop_reason, metric))
+    save_note(trial, note_markdown(trial.number, config, curve, stop_reason, metric, about))
     if store is None or not curve["val_accuracy"]:
         return
     with tempfile.TemporaryDirectory() as tmp:

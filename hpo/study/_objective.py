@@ -25,8 +25,9 @@ import optuna
 import torch
 from optuna.trial import FrozenTrial, TrialState
 
+from hpo import record
 from hpo.study._checkpoints import CheckpointStore
-from hpo.study._notes import attach
+from hpo.study._notes import attach, lineage
 from hpo.study._ownership import TrialLocks
 from hpo.study._space import suggest_config
 from hpo.study._spec import StudySpec
@@ -98,19 +99,19 @@ class Objective:
         config = suggest_config(trial, spec.space, spec.base)
         # A replicate (hpo replicate) reruns a finished trial's params with a new seed, is never
         # pruned, and is the one place where the test split is evaluated.
-        replicate = "replicate_of" in trial.user_attrs
+        replicate = record.REPLICATE_OF in trial.user_attrs
         if replicate:
-            config = dataclasses.replace(config, seed=int(trial.user_attrs["replicate_seed"]))
-        trial.set_user_attr("config", config.to_dict())
+            config = dataclasses.replace(config, seed=int(trial.user_attrs[record.REPLICATE_SEED]))
+        trial.set_user_attr(record.CONFIG, config.to_dict())
         twin = None if spec.repeats else _finished_twin(trial)
         if twin is not None:
             return _reuse(trial, twin)
         if self.sampler_seed is not None:
-            trial.set_user_attr("sampler_seed", self.sampler_seed)
-        trial.set_user_attr("cpu_threads", torch.get_num_threads())
-        trial.set_user_attr("host", socket.gethostname())
-        trial.set_user_attr("worker_pid", os.getpid())
-        trial.set_user_attr("device", str(self.device))
+            trial.set_user_attr(record.SAMPLER_SEED, self.sampler_seed)
+        trial.set_user_attr(record.CPU_THREADS, torch.get_num_threads())
+        trial.set_user_attr(record.HOST, socket.gethostname())
+        trial.set_user_attr(record.WORKER_PID, os.getpid())
+        trial.set_user_attr(record.DEVICE, str(self.device))
         curve: dict[str, list[float]] = {"train_loss": [], "val_loss": [], "val_accuracy": []}
 
         def on_epoch(m: EpochMetrics) -> str | None:
@@ -129,7 +130,7 @@ class Objective:
         try:
             resume = self._resume_state(trial, config)
             if resume:
-                trial.set_user_attr("resumed_from_epoch", len(resume["history"]))
+                trial.set_user_attr(record.RESUMED_FROM_EPOCH, len(resume["history"]))
                 for m in resume["history"]:  # the checkpoint is the truth; fill missing reports
                     self._record_epoch(trial, EpochMetrics(**m), curve)
             result = train(config, self._load_data(replicate), on_epoch, self.device,
@@ -138,7 +139,7 @@ class Objective:
             # Too many trials share this GPU: requeue the trial (never lost) and let this
             # worker process end, so that the GPU runs one trial fewer from now on.
             self.out_of_memory = True
-            trial.set_user_attr("stop_reason", f"out of memory on {self.device}; queued to "
+            trial.set_user_attr(record.STOP_REASON, f"out of memory on {self.device}; queued to "
                                                "resume at lower packing")
             requeue(trial.study, trial.number, self.liveness, fail=False)
             trial.study.stop()
@@ -146,22 +147,23 @@ class Objective:
         except TrialAbandoned:
             raise
         except Exception as e:
-            trial.set_user_attr("stop_reason", f"error: {type(e).__name__}: {e}")
+            trial.set_user_attr(record.STOP_REASON, f"error: {type(e).__name__}: {e}")
             raise
-        trial.set_user_attr("epochs_run", result.epochs_run)
-        trial.set_user_attr("wall_time_s", round(result.wall_time_s, 3))
+        trial.set_user_attr(record.EPOCHS_RUN, result.epochs_run)
+        trial.set_user_attr(record.WALL_TIME_S, round(result.wall_time_s, 3))
         if result.status == "interrupted":
-            trial.set_user_attr("stop_reason", f"{result.stop_reason}; checkpointed and "
+            trial.set_user_attr(record.STOP_REASON, f"{result.stop_reason}; checkpointed and "
                                                "queued to resume")
             requeue(trial.study, trial.number, self.liveness, fail=False)
             trial.study.stop()
             raise TrialInterrupted(result.stop_reason)
-        trial.set_user_attr("stop_reason", result.stop_reason)
+        trial.set_user_attr(record.STOP_REASON, result.stop_reason)
         if result.test_accuracy is not None:
-            trial.set_user_attr("test_accuracy", result.test_accuracy)
+            trial.set_user_attr(record.TEST_ACCURACY, result.test_accuracy)
         try:
+            about = lineage(trial.user_attrs, self._retry_history(trial))
             attach(trial, self.artifacts, config.to_dict(), curve, result.stop_reason,
-                   spec.metric)
+                   spec.metric, about)
         except OSError as e:  # the figure is a convenience; the result must still be stored
             _log.warning("trial %d: its learning-curve figure was not stored (%s)",
                          trial.number, e.strerror or e)
@@ -186,15 +188,20 @@ class Objective:
             trial.report(value, m.epoch)
         for key, values in curve.items():
             values.append(getattr(m, key))
-        trial.set_user_attr("curve", curve)
-        trial.set_user_attr("epochs_run", m.epoch)
+        trial.set_user_attr(record.CURVE, curve)
+        trial.set_user_attr(record.EPOCHS_RUN, m.epoch)
         return value
+
+    @staticmethod
+    def _retry_history(trial: optuna.Trial) -> list[int]:
+        # Optuna 5's Trial has no system_attrs; the storage holds the retry history.
+        system = trial.storage.get_trial_system_attrs(trial._trial_id)  # noqa: SLF001
+        return list(system.get(record.RETRY_HISTORY, []))
 
     def _resume_state(self, trial: optuna.Trial, config: TrainConfig) -> dict[str, Any] | None:
         if self.checkpoints is None:
             return None
-        # Optuna 5's Trial has no system_attrs; the storage holds the retry history.
-        history = trial.storage.get_trial_system_attrs(trial._trial_id).get("retry_history", [])
+        history = self._retry_history(trial)
         if not history:
             return None
         state, path = self.checkpoints.load(history, config.to_dict())
@@ -213,15 +220,15 @@ def _finished_twin(trial: optuna.Trial) -> FrozenTrial | None:
     are never matched; a twin that is itself a duplicate stands for its original.
     """
     system = trial.storage.get_trial_system_attrs(trial._trial_id)  # noqa: SLF001
-    if "fixed_params" in system or "retry_history" in system:
+    if record.FIXED_PARAMS in system or record.RETRY_HISTORY in system:
         return None
     twins = [t for t in trial.study.get_trials(deepcopy=False,
                                                states=(TrialState.COMPLETE, TrialState.PRUNED))
-             if t.params == trial.params and "replicate_of" not in t.user_attrs]
+             if t.params == trial.params and record.REPLICATE_OF not in t.user_attrs]
     if not twins:
         return None
     first = min(twins, key=lambda t: (t.state != TrialState.COMPLETE, t.number))
-    original = first.user_attrs.get("duplicate_of", first.number)
+    original = first.user_attrs.get(record.DUPLICATE_OF, first.number)
     return next((t for t in twins if t.number == original), first)
 
 
@@ -229,9 +236,9 @@ def _reuse(trial: optuna.Trial, twin: FrozenTrial) -> float:
     """Ends ``trial`` with ``twin``'s outcome, untrained (the Optuna FAQ's recipe)."""
     verb = "result is reused" if twin.state == TrialState.COMPLETE else "pruning is reused"
     reason = f"duplicate of trial {twin.number}: its {verb}, not trained again"
-    trial.set_user_attr("duplicate_of", twin.number)
-    trial.set_user_attr("epochs_run", 0)
-    trial.set_user_attr("stop_reason", reason)
+    trial.set_user_attr(record.DUPLICATE_OF, twin.number)
+    trial.set_user_attr(record.EPOCHS_RUN, 0)
+    trial.set_user_attr(record.STOP_REASON, reason)
     if twin.state != TrialState.COMPLETE:
         raise optuna.TrialPruned(reason)
     return float(twin.value)

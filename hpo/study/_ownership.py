@@ -22,11 +22,11 @@ from pathlib import Path
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from hpo import record
 from hpo.study._storage import Liveness, requeue
 
 _log = logging.getLogger("hpo.worker")
-# The user attribute a worker sets once it holds its trial's lock.
-OWNER_LOCK = "owner_lock"
+
 
 
 class TrialLocks:
@@ -52,7 +52,7 @@ class TrialLocks:
             return
         fcntl.flock(fd, fcntl.LOCK_EX)
         self._held[trial.number] = fd
-        trial.set_user_attr(OWNER_LOCK, True)
+        trial.set_user_attr(record.OWNER_LOCK, True)
 
     def release(self, number: int) -> None:
         fd = self._held.pop(number, None)
@@ -93,14 +93,14 @@ def _gone(t: FrozenTrial, locks: TrialLocks, grace: datetime.timedelta) -> bool:
     as gone only once it is ``grace_period`` old; a trial that ran unlocked is gone when its
     pid no longer exists on this host (on another host nothing here can tell).
     """
-    if t.user_attrs.get(OWNER_LOCK):
+    if t.user_attrs.get(record.OWNER_LOCK):
         return not locks.owned(t.number)
-    if "worker_pid" not in t.user_attrs:
+    if record.WORKER_PID not in t.user_attrs:
         return t.datetime_start is not None and datetime.datetime.now() - t.datetime_start > grace
-    if t.user_attrs.get("host") != socket.gethostname():
+    if t.user_attrs.get(record.HOST) != socket.gethostname():
         return False
     try:
-        os.kill(int(t.user_attrs["worker_pid"]), 0)
+        os.kill(int(t.user_attrs[record.WORKER_PID]), 0)
     except ProcessLookupError:
         return True
     except PermissionError:
@@ -118,8 +118,8 @@ def requeue_unowned(study: optuna.Study, locks: TrialLocks, liveness: Liveness) 
         if study._storage.get_trial(t._trial_id).state != TrialState.RUNNING:  # noqa: SLF001
             continue  # it finished while we looked
         who = (f"its worker (pid {t.user_attrs['worker_pid']} on {t.user_attrs.get('host')})"
-               if "worker_pid" in t.user_attrs else "its worker")
-        how = "no process holds the trial's lock" if t.user_attrs.get(OWNER_LOCK) else \
+               if record.WORKER_PID in t.user_attrs else "its worker")
+        how = "no process holds the trial's lock" if t.user_attrs.get(record.OWNER_LOCK) else \
             "its process is gone"
         number = requeue(study, t.number, liveness,
                          reason=f"{who} is gone: {how}; queued to resume from its checkpoint")

@@ -22,6 +22,7 @@ from typing import TextIO
 import optuna
 from optuna.trial import TrialState
 
+from hpo import record
 from hpo.study._entry import EXIT_OUT_OF_MEMORY, worker_main
 from hpo.study._signals import StopFlag
 from hpo.study._storage import Liveness, open_storage, requeue
@@ -73,35 +74,29 @@ class Progress:
     failed: int = 0
     running: int = 0
     waiting: int = 0
+    replicates: int = 0
     best: float | None = None
     best_trial: int | None = None
-
-    replicates: int = 0
 
     @classmethod
     def of(cls, study: optuna.Study) -> Progress:
         """Counts of the search's own trials; finished replicates are counted apart."""
-        every = study.get_trials(deepcopy=False)
-        trials = [t for t in every if "replicate_of" not in t.user_attrs
-                  or t.state in (TrialState.RUNNING, TrialState.WAITING)]
-        count = lambda state: sum(t.state == state for t in trials)  # noqa: E731
-        p = cls(count(TrialState.COMPLETE), count(TrialState.PRUNED), count(TrialState.FAIL),
-                count(TrialState.RUNNING), count(TrialState.WAITING),
-                replicates=len(every) - len(trials))
-        complete = [t for t in trials if t.state == TrialState.COMPLETE]
+        own, replicates = record.split_replicates(study.get_trials(deepcopy=False))
+        p = cls(**record.count_states(own), replicates=replicates)
+        complete = record.ranked_complete(study, own)
         if complete:
-            sign = 1 if study.direction == optuna.study.StudyDirection.MAXIMIZE else -1
-            best = max(complete, key=lambda t: sign * t.value)
-            p.best, p.best_trial = best.value, best.number
+            p.best, p.best_trial = complete[0].value, complete[0].number
         return p
 
     def line(self, budget: int) -> str:
         best = "-" if self.best is None else f"{self.best:.4f} (trial {self.best_trial})"
         queued = f", {self.waiting} queued" if self.waiting else ""
         reps = f", {self.replicates} replicates done" if self.replicates else ""
-        return (f"[hpo] {self.complete + self.pruned}/{budget} finished: {self.complete} "
-                f"complete, {self.pruned} pruned, {self.failed} failed, {self.running} "
-                f"running{queued}{reps}; best {best}")
+        done = self.complete + self.pruned
+        # Each worker may finish one trial past the budget: say so rather than print 61/60.
+        count = f"{done}/{budget}" if done <= budget else f"{done} (budget {budget})"
+        return (f"[hpo] {count} finished: {self.complete} complete, {self.pruned} pruned, "
+                f"{self.failed} failed, {self.running} running{queued}{reps}; best {best}")
 
 
 def run_pool(
@@ -116,6 +111,7 @@ def run_pool(
     out: TextIO | None = None,
     stop: StopFlag | None = None,
     seeded: bool = False,
+    shown_budget: int | None = None,
 ) -> int:
     """Runs one worker process per slot until they end; returns the exit status.
 
@@ -125,6 +121,8 @@ def run_pool(
     ``stop`` is the flag the command installed first thing (a signal during start-up then
     counts as a request to stop, not a crash); one is installed here when None. ``seeded``:
     the first worker's sampler uses the spec's seed (``hpo launch`` on a fresh study).
+    ``shown_budget``: the budget the progress lines show when it is not ``n_trials`` (``hpo
+    replicate`` runs the queue with a budget of 1 but reports against the study's).
     """
     out = out or sys.stderr
     restore = None
@@ -147,11 +145,11 @@ def run_pool(
     for p in procs:
         p.start()
     status = 0
+    last = ""
     try:
-        last = ""
         while any(p.is_alive() for p in procs) and not stop():
             time.sleep(1.0)
-            line = Progress.of(study).line(n_trials)
+            line = Progress.of(study).line(shown_budget or n_trials)
             if line != last:
                 print(line, file=out, flush=True)
                 last = line
@@ -178,7 +176,9 @@ def run_pool(
                   file=out, flush=True)
     elif status == 0 and any(p.exitcode == 2 for p in procs):
         status = 2
-    print(Progress.of(study).line(n_trials), file=out, flush=True)
+    final = Progress.of(study).line(shown_budget or n_trials)
+    if final != last:
+        print(final, file=out, flush=True)
     return status
 
 
@@ -207,7 +207,7 @@ def _requeue_orphans(study: optuna.Study, pids: set[int], liveness: Liveness
     host = socket.gethostname()
     requeued = {}
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        if t.user_attrs.get("host") == host and t.user_attrs.get("worker_pid") in pids:
+        if t.user_attrs.get(record.HOST) == host and t.user_attrs.get(record.WORKER_PID) in pids:
             requeued[t.number] = requeue(
                 study, t.number, liveness, reason="its worker process died; queued to resume")
     return requeued

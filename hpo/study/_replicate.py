@@ -11,6 +11,7 @@ from __future__ import annotations
 import optuna
 from optuna.trial import TrialState
 
+from hpo import record
 from hpo.errors import UserError
 
 
@@ -20,23 +21,20 @@ def enqueue_replicates(study: optuna.Study, top: int, seeds: int, base_seed: int
     Seeds are ``base_seed + 1000 + i``: new, and the same every time the command is run, so a
     repeated call only adds the replicates that are missing. Returns how many were queued.
     """
-    sign = -1 if study.direction == optuna.study.StudyDirection.MAXIMIZE else 1
     trials = study.get_trials(deepcopy=False)
-    originals = sorted((t for t in trials if t.state == TrialState.COMPLETE
-                        and "replicate_of" not in t.user_attrs),
-                       key=lambda t: (sign * t.value, t.number))[:top]
+    originals = record.ranked_complete(study, trials)[:top]
     if not originals:
         raise UserError(f"study {study.study_name!r} has no complete trial to replicate")
-    have = {(t.user_attrs["replicate_of"], t.user_attrs["replicate_seed"]) for t in trials
-            if "replicate_of" in t.user_attrs and t.state != TrialState.FAIL}
+    have = {(t.user_attrs[record.REPLICATE_OF], t.user_attrs[record.REPLICATE_SEED])
+            for t in trials if record.is_replicate(t) and t.state != TrialState.FAIL}
     queued = 0
     for t in originals:
         for i in range(seeds):
             seed = base_seed + 1000 + i
             if (t.number, seed) in have:
                 continue
-            study.enqueue_trial(t.params, user_attrs={"replicate_of": t.number,
-                                                      "replicate_seed": seed},
+            study.enqueue_trial(t.params, user_attrs={record.REPLICATE_OF: t.number,
+                                                      record.REPLICATE_SEED: seed},
                                 skip_if_exists=False)
             queued += 1
     return queued

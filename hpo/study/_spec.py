@@ -14,6 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import optuna
+
+from hpo import record
 from hpo.errors import UserError
 from hpo.study._checks import (
     AT_LEAST_ONE,
@@ -25,7 +28,7 @@ from hpo.study._checks import (
 )
 from hpo.study._samplers import PATIENCE_OPTIONS, PRUNERS, SAMPLERS, missing_package
 from hpo.study._space import AXES, PARAMS, SearchSpace, entry_params, grid_space, parse_search
-from hpo.study._storage import Liveness
+from hpo.study._storage import Liveness, redact
 from hpo.training import (
     DATASETS,
     SYNTHETIC_DEFAULTS,
@@ -119,6 +122,33 @@ def load_spec(path: str | Path) -> StudySpec:
     except tomllib.TOMLDecodeError as e:
         raise UserError(f"{path}: TOML syntax error: {e}") from None
     return parse_spec(raw, str(path))
+
+
+def load_spec_from_study(
+    storage: optuna.storages.BaseStorage, storage_url: str, study_name: str, *,
+    require_spec: bool = True,
+) -> tuple[optuna.Study, StudySpec | None]:
+    """The study and the spec stored in it; unknown studies fail clearly.
+
+    Args:
+        require_spec: a study that hpo did not create (no ``spec`` attribute) is an error;
+            False (the review commands, which read any Optuna study) returns None instead.
+    """
+    try:
+        study = optuna.load_study(study_name=study_name, storage=storage)
+    except KeyError:
+        names = [s.study_name for s in optuna.get_all_study_summaries(storage)]
+        raise UserError(
+            f"storage {redact(storage_url)}: no study named {study_name!r}; "
+            f"studies there: {', '.join(names) or 'none'}"
+        ) from None
+    raw = study.user_attrs.get(record.SPEC)
+    if not isinstance(raw, dict):
+        if not require_spec:
+            return study, None
+        raise UserError(f"study {study_name!r} has no hpo spec (user attribute 'spec'); "
+                        "it was not created by hpo (create it with 'hpo create SPEC')")
+    return study, parse_spec(raw, f"study {study_name!r}")
 
 
 def parse_spec(raw: Mapping[str, Any], source: str) -> StudySpec:

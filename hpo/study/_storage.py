@@ -28,6 +28,7 @@ import optuna
 import sqlalchemy.exc
 from optuna.trial import FrozenTrial, TrialState
 
+from hpo import record
 from hpo.errors import UserError
 
 DEFAULT_STORAGE = "hpo.journal"
@@ -62,12 +63,6 @@ class Liveness:
         return RetryStale(self)
 
 
-# User attributes a retry keeps: they say what the trial is (its lineage), not how a run of it
-# went. Everything else (epochs_run, stop_reason, device, host, ...) describes the failed run
-# and is written afresh by the retry's own run.
-LINEAGE_ATTRS = ("replicate_of", "replicate_seed")
-
-
 def retry(storage: optuna.storages.BaseStorage, study_id: int, trial: FrozenTrial,
           liveness: Liveness) -> int | None:
     """Queues a retry of the failed ``trial`` (same parameters, the epochs it reported, its
@@ -77,15 +72,18 @@ def retry(storage: optuna.storages.BaseStorage, study_id: int, trial: FrozenTria
     of the chain, ``retry_history`` every trial of it), but the retry does not inherit the
     failed run's user attributes: a retry that has trained nothing yet shows no epochs.
     """
-    history = [*trial.system_attrs.get("retry_history", []), trial.number]
+    history = [*trial.system_attrs.get(record.RETRY_HISTORY, []), trial.number]
     if len(history) > liveness.max_retry:
         return None
     template = optuna.trial.create_trial(
         state=TrialState.WAITING, params=trial.params, distributions=trial.distributions,
-        user_attrs={k: trial.user_attrs[k] for k in LINEAGE_ATTRS if k in trial.user_attrs},
+        # What the trial is (its lineage), not how the failed run went: the retry's own run
+        # writes epochs_run, stop_reason, device, host, ... afresh.
+        user_attrs={k: trial.user_attrs[k] for k in record.LINEAGE if k in trial.user_attrs},
         system_attrs={**trial.system_attrs,
-                      "failed_trial": trial.system_attrs.get("failed_trial", trial.number),
-                      "retry_history": history},
+                      record.FAILED_TRIAL: trial.system_attrs.get(record.FAILED_TRIAL,
+                                                                   trial.number),
+                      record.RETRY_HISTORY: history},
         intermediate_values=trial.intermediate_values,
     )
     trial_id = storage.create_new_trial(study_id, template_trial=template)  # Study.add_trial
@@ -107,13 +105,13 @@ class RetryStale:
 
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
         number = retry(study._storage, study._study_id, trial, self.liveness)  # noqa: SLF001
-        if self.storage is None or "stop_reason" in trial.user_attrs:
+        if self.storage is None or record.STOP_REASON in trial.user_attrs:
             return
-        host = trial.user_attrs.get("host", "unknown")
+        host = trial.user_attrs.get(record.HOST, "unknown")
         then = f"retried as trial {number}" if number is not None else \
             f"not retried: its {self.liveness.max_retry} retries are spent"
         self.storage.annotate_finished(
-            trial._trial_id, "stop_reason",  # noqa: SLF001
+            trial._trial_id, record.STOP_REASON,  # noqa: SLF001
             f"no heartbeat for {self.liveness.grace_period} s on host {host}; {then}")
 
 
@@ -268,10 +266,10 @@ class ResilientRDBStorage(optuna.storages.RDBStorage):
             trial = self.get_trial(trial_id)
             # A retry or a replicate that a worker popped from the queue and never started:
             # its chain must go on. A plain lost creation never trained: failing it is enough.
-            claimed = "retry_history" in trial.system_attrs or "replicate_of" in trial.user_attrs
+            claimed = bool(record.retry_history(trial)) or record.is_replicate(trial)
             reason = CLAIMED_ORPHAN_REASON if claimed else ORPHAN_REASON
             try:
-                self.set_trial_user_attr(trial_id, "stop_reason", reason)
+                self.set_trial_user_attr(trial_id, record.STOP_REASON, reason)
                 self.set_trial_state_values(trial_id, TrialState.FAIL)
             except optuna.exceptions.UpdateFinishedTrialError:
                 continue  # it was not an orphan after all, or another worker failed it first
@@ -281,7 +279,7 @@ class ResilientRDBStorage(optuna.storages.RDBStorage):
                 number = retry(self, study_id, self.get_trial(trial_id), callback.liveness)
                 then = (f"queued to resume as trial {number}" if number is not None
                         else "not retried: its retries are spent")
-                self.annotate_finished(trial_id, "stop_reason", f"{reason}; {then}")
+                self.annotate_finished(trial_id, record.STOP_REASON, f"{reason}; {then}")
             _log.warning("trial %d %s; %s", trial.number, reason, then)
             failed.append(trial_id)
         return failed
@@ -302,18 +300,25 @@ for _name in (
     setattr(ResilientRDBStorage, _name, _retrying(_name, getattr(ResilientRDBStorage, _name)))
 
 
-def open_storage(url: str, liveness: Liveness | None = None) -> optuna.storages.BaseStorage:
+def open_storage(url: str, liveness: Liveness | None = None, *, must_exist: bool = False
+                 ) -> optuna.storages.BaseStorage:
     """Opens (creating if needed) the storage at ``url``; a bad URL is a one-line UserError.
 
     Args:
         url: journal file path or storage URL.
         liveness: heartbeat settings; only RDB storages support them, others ignore them.
+        must_exist: the commands that only read (status, report, export, dashboard, ...)
+            refuse a journal file that does not exist instead of creating an empty one, so a
+            mistyped path says so.
     """
     shown = redact(url)
     if "://" not in url:
         path = Path(url)
         if path.is_dir():
             raise UserError(f"storage {shown}: is a directory; give a file path or a URL")
+        if must_exist and not path.exists():
+            raise UserError(f"storage {shown}: no such file; give the journal file a study "
+                            f"was run with (--storage or ${ENV_VAR}; default {DEFAULT_STORAGE})")
         if not path.parent.is_dir():
             raise UserError(f"storage {shown}: directory {path.parent} does not exist")
         try:
@@ -388,7 +393,7 @@ def requeue(study: optuna.Study, number: int, liveness: Liveness, *, reason: str
             return None
         try:
             if reason:
-                storage.set_trial_user_attr(trial_id, "stop_reason", reason)
+                storage.set_trial_user_attr(trial_id, record.STOP_REASON, reason)
             storage.set_trial_state_values(trial_id, TrialState.FAIL)
         except optuna.exceptions.UpdateFinishedTrialError:
             return None  # someone else (a heartbeat check) already failed and retried it

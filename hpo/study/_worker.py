@@ -20,18 +20,17 @@ from pathlib import Path
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from hpo.errors import UserError
-from hpo.study._checkpoints import STUDY_UID, CheckpointStore, artifact_store
+from hpo import record
+from hpo.study._checkpoints import CheckpointStore, artifact_store
 from hpo.study._entry import EXIT_OUT_OF_MEMORY
 from hpo.study._objective import Objective, TrialAbandoned, TrialInterrupted
 from hpo.study._ownership import TrialLocks, requeue_unowned
 from hpo.study._samplers import build_pruner, build_sampler
 from hpo.study._signals import StopFlag
-from hpo.study._spec import StudySpec, parse_spec
-from hpo.study._storage import ResilientRDBStorage, heartbeat_enabled, open_storage, redact
+from hpo.study._spec import load_spec_from_study
+from hpo.study._storage import ResilientRDBStorage, heartbeat_enabled, open_storage
 from hpo.training import pick_device
 
-FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 _log = logging.getLogger("hpo.worker")
 
 
@@ -58,36 +57,15 @@ class Budget:
 
     def met(self, study: optuna.Study) -> bool:
         trials = study.get_trials(deepcopy=False)
-        finished = sum(t.state in FINISHED and "replicate_of" not in t.user_attrs
+        finished = sum(t.state in record.FINISHED and not record.is_replicate(t)
                        for t in trials)
-        retried = {n for t in trials for n in t.system_attrs.get("retry_history", [])}
+        retried = record.retried_numbers(trials)
         errors = sum(t.state == TrialState.FAIL and t.number not in retried for t in trials)
         return finished >= self.n_trials or errors >= self.n_trials
 
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
         if (self.stop_flag and self.stop_flag()) or self.met(study):
             study.stop()
-
-
-def load_spec_from_study(
-    storage: optuna.storages.BaseStorage, storage_url: str, study_name: str
-) -> tuple[optuna.Study, StudySpec]:
-    """The study and the spec stored in it; unknown studies and foreign studies fail clearly."""
-    try:
-        study = optuna.load_study(study_name=study_name, storage=storage)
-    except KeyError:
-        names = [s.study_name for s in optuna.get_all_study_summaries(storage)]
-        raise UserError(
-            f"storage {redact(storage_url)}: no study named {study_name!r}; "
-            f"studies there: {', '.join(names) or 'none'}"
-        ) from None
-    raw = study.user_attrs.get("spec")
-    if not isinstance(raw, dict):
-        raise UserError(f"study {study_name!r} has no hpo spec (user attribute 'spec'); "
-                        "it was not created by hpo (create it with 'hpo create SPEC')")
-    return study, parse_spec(raw, f"study {study_name!r}")
-
-
 
 
 def run_worker(
@@ -132,7 +110,7 @@ def run_worker(
         torch.set_num_threads(threads)
     plain = open_storage(storage_url)
     created, spec = load_spec_from_study(plain, storage_url, study_name)
-    uid = created.user_attrs.get(STUDY_UID)
+    uid = created.user_attrs.get(record.STUDY_UID)
     if isinstance(plain, optuna.storages.RDBStorage):
         plain.engine.dispose()  # reopened below with heartbeats; keep the connection count low
     storage = open_storage(storage_url, spec.liveness)

@@ -24,6 +24,9 @@ from tests.conftest import REPO, run_hpo, write_spec
 # Screenshots to look at, kept outside the working tree.
 ARTIFACTS = Path(os.environ.get("HPO_TEST_ARTIFACTS", "/tmp/hpo-test-artifacts"))
 ARTIFACTS.mkdir(parents=True, exist_ok=True)
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update",
+                  "--disable-sync", "--virtual-time-budget=8000"]
 SCHEMA = json.loads((REPO / "hpo" / "review" / "report.schema.json").read_text())
 
 
@@ -56,11 +59,27 @@ def test_reports_in_every_format(finished: Path) -> None:
         assert sum(counts) == len(finished_trials)
     assert report["best"]["trial_number"] == study.best_trial.number
     assert report["best"]["value"] == study.best_value
-    assert "configurations (val_accuracy)" in (finished / "report.text").read_text()
-    assert "| optimizer |" in (finished / "report.markdown").read_text()
+    # The verdict opens every format, with the leader's value and trial number.
+    leader = f"with val_accuracy {study.best_value:.4f} (trial {study.best_trial.number})"
+    assert leader in report["verdict"]
+    text = (finished / "report.text").read_text()
+    assert text.startswith(f"Verdict: {report['verdict']}\n")
+    assert "Top 5 configurations (val_accuracy;" in text
+    markdown = (finished / "report.markdown").read_text()
+    assert f"**Verdict:** {report['verdict']}" in markdown and "| optimizer |" in markdown
     page = (finished / "report.html").read_text()
-    assert "plotly" in page and "<table>" in page and "optimizer x schedule" in page
+    assert "<table>" in page and "optimizer x schedule" in page and "Verdict:" in page
+    from plotly.offline import get_plotlyjs
+
+    assert page.count(get_plotlyjs()[:200]) == 1  # plotly.js once, whatever the figures
     assert (finished / "report_figures" / "curves.png").stat().st_size > 1000
+    chromium = shutil.which("chromium")
+    if chromium:  # kept to be looked at: the report as a reader sees it
+        shot = ARTIFACTS / "report.png"
+        subprocess.run([chromium, *CHROMIUM_FLAGS, f"--user-data-dir={finished / 'chrome-r'}",
+                        "--window-size=1280,2400", f"--screenshot={shot}",
+                        (finished / "report.html").as_uri()], capture_output=True, timeout=120)
+        assert shot.stat().st_size > 10_000
 
 
 def test_plain_optuna_names_the_same_best_trial(finished: Path) -> None:
@@ -154,7 +173,12 @@ def test_compare_aligns_studies_on_shared_levels(finished: Path) -> None:
 def test_replicate_gives_mean_and_ci_per_configuration(finished: Path) -> None:
     result = run_hpo("replicate", "tiny", "--top", "2", "--seeds", "2", cwd=finished)
     assert result.returncode == 0, result.stderr[-2000:]
-    assert "Replicates (mean +/- 95% CI)" in result.stdout
+    assert result.stdout.lstrip().startswith("Replicates (mean +/- 95% CI)")
+    # Progress counts against the study's budget (8), replicates apart; the last line once.
+    progress = [line for line in result.stderr.splitlines() if "finished:" in line]
+    assert progress and all("/8 finished" in line or "(budget 8)" in line for line in progress)
+    assert "4 replicates done" in progress[-1]
+    assert all(a != b for a, b in zip(progress, progress[1:], strict=False))
     report = json.loads(run_hpo("report", "tiny", "--format", "json", cwd=finished).stdout)
     configs = report["replicates"]["configs"]
     assert len(configs) == 2 and all(c["n"] == 2 for c in configs)
@@ -171,6 +195,15 @@ def test_replicate_gives_mean_and_ci_per_configuration(finished: Path) -> None:
     assert report["replicates"]["leader_separated"] is bool(p == p and p < 0.05)
     reps = [t for t in _study(finished).get_trials() if "replicate_of" in t.user_attrs]
     assert all("test_accuracy" in t.user_attrs for t in reps)
+    # hpo status and the report count the same way: replicates apart, states by one name.
+    status = run_hpo("status", cwd=finished).stdout.splitlines()
+    header = status[0].split()
+    row = next(line.split() for line in status if line.startswith("tiny "))
+    counts = dict(zip(header[2:8], map(int, row[2:8]), strict=True))
+    assert counts == {k: report["n_trials"][k] for k in
+                      ("complete", "pruned", "failed", "running", "waiting", "replicates")}
+    text = run_hpo("report", "tiny", cwd=finished).stdout
+    assert "True" not in text and "False" not in text  # booleans read yes/no everywhere
     assert {t.user_attrs["config"]["seed"] for t in reps} == {1000, 1001}
 
 
@@ -209,6 +242,14 @@ def test_dashboard_serves_notes_and_artifacts_on_localhost_only(finished: Path) 
         assert done and all(t["note"]["body"].startswith(f"## Trial {t['number']}")
                             for t in done)
         assert all(a["filename"].endswith(".png") for t in done for a in t["artifacts"])
+        # Replicates (the replicate test above ran first) say so on their page.
+        reps = {t.number: t for t in _study(finished).get_trials()
+                if "replicate_of" in t.user_attrs}
+        marked = [t for t in done if t["number"] in reps]
+        assert marked and all(
+            f"**Replicate** of trial {reps[t['number']].user_attrs['replicate_of']}, seed "
+            f"{reps[t['number']].user_attrs['replicate_seed']}" in t["note"]["body"]
+            for t in marked)
         assert any(t["artifacts"] for t in done)
         listening = subprocess.run(["ss", "-ltn"], capture_output=True, text=True).stdout
         assert f"127.0.0.1:{port}" in listening and f"0.0.0.0:{port}" not in listening
@@ -217,11 +258,11 @@ def test_dashboard_serves_notes_and_artifacts_on_localhost_only(finished: Path) 
             pytest.fail("CI must have Debian's chromium (.ci/run installs it)")
         if chromium:
             shot = ARTIFACTS / "dashboard.png"
-            page = f"http://127.0.0.1:{port}/dashboard/studies/{study_id}"
-            flags = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-                     "--disable-background-networking", "--disable-component-update",
-                     "--disable-sync", f"--user-data-dir={finished / 'chrome'}",
-                     "--virtual-time-budget=8000", "--window-size=1280,900"]
+            # a trial's page: the first replicate, with its note
+            page = (f"http://127.0.0.1:{port}/dashboard/studies/{study_id}/trials"
+                    f"?numbers={marked[0]['number']}")
+            flags = [*CHROMIUM_FLAGS, f"--user-data-dir={finished / 'chrome'}",
+                     "--window-size=1280,900"]
             dom = subprocess.run([chromium, *flags, "--dump-dom", page], capture_output=True,
                                  text=True, timeout=120).stdout
             assert "tiny" in dom
@@ -234,7 +275,7 @@ def test_dashboard_serves_notes_and_artifacts_on_localhost_only(finished: Path) 
 
 
 @pytest.mark.parametrize("case", ["unknown-study", "no-finished-trial", "all-failed",
-                                  "unwritable-out"])
+                                  "unwritable-out", "missing-journal", "busy-port"])
 def test_bad_input_gives_one_line_and_exit_2(tmp_path: Path, case: str) -> None:
     storage = open_storage(str(tmp_path / "hpo.journal"))
     args = ["report", "s"]
@@ -248,10 +289,20 @@ def test_bad_input_gives_one_line_and_exit_2(tmp_path: Path, case: str) -> None:
         study = optuna.create_study(study_name="s", storage=storage)
         study.add_trial(create_trial(value=0.5, user_attrs={"config": {}}))
         args += ["--out", str(tmp_path / "missing" / "r.txt")]
+    elif case == "missing-journal":  # a typo must not create an empty journal
+        args = ["status", "--storage", "typo.journal"]
+    elif case == "busy-port":
+        busy = socket.create_server(("127.0.0.1", 0))
+        args = ["dashboard", "--port", str(busy.getsockname()[1])]
     result = run_hpo(*args, cwd=tmp_path)
+    if case == "busy-port":
+        busy.close()
     assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("hpo: error: "), result.stderr
     expect = {"unknown-study": "no study named 's'", "no-finished-trial": "no complete trial",
-              "all-failed": "its trials are: fail", "unwritable-out": "does not exist"}[case]
+              "all-failed": "its trials are: fail", "unwritable-out": "does not exist",
+              "missing-journal": "storage typo.journal: no such file",
+              "busy-port": "cannot listen on 127.0.0.1"}[case]
     assert expect in lines[0]
+    assert not (tmp_path / "typo.journal").exists()

@@ -15,8 +15,9 @@ import pytest
 import sqlalchemy
 from optuna.trial import TrialState
 
+from hpo.record import STUDY_UID
 from hpo.study import open_storage
-from hpo.study._checkpoints import STUDY_UID, study_folder
+from hpo.study._checkpoints import study_folder
 from hpo.study._storage import (
     CLAIMED_ORPHAN_REASON,
     CONNECTIONS_PER_PROCESS,

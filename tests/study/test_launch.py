@@ -14,8 +14,9 @@ import pytest
 from optuna.trial import TrialState
 
 from hpo.cli import main
+from hpo.record import STUDY_UID
 from hpo.study import open_storage
-from hpo.study._checkpoints import STUDY_UID, study_folder
+from hpo.study._checkpoints import study_folder
 from tests.conftest import write_spec
 
 RECORDED = {"config", "epochs_run", "wall_time_s", "device", "host", "stop_reason", "curve"}
@@ -87,7 +88,8 @@ def test_resume_continues_the_same_study_and_refuses_another_spec(
     other = write_spec(tmp_path, n_trials=2, epochs=2, name="other.toml")
     capsys.readouterr()
     assert main(["launch", str(other), "--storage", storage]) == 2
-    assert "already exists" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "already exists" in err and "(differing: training.epochs)" in err, err
 
 
 def test_worker_joins_an_existing_study_from_its_name_alone(tmp_path: Path) -> None:

@@ -1,0 +1,128 @@
+"""What hpo stores on a study and its trials: the attribute names, and the readings of them
+that more than one place needs.
+
+The study layer writes these attributes and the review layer reads them; both import the names
+from here, so a newcomer who changes what a trial records finds it in one place. Optuna's own
+names (``failed_trial``, ``retry_history`` of its retry callback, ``fixed_params`` of
+``enqueue_trial``) are listed too, as the places that read them must agree with Optuna.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+# --- study user attributes
+SPEC = "spec"  # the whole spec as written, so later tools need neither the file nor this code
+STUDY_UID = "hpo_uid"  # the study's identity; names its checkpoint folder
+
+# --- trial user attributes: what the trial is (kept by a retry)
+REPLICATE_OF = "replicate_of"  # number of the trial a replicate retrains
+REPLICATE_SEED = "replicate_seed"  # the replicate's training seed
+LINEAGE = (REPLICATE_OF, REPLICATE_SEED)
+
+# --- trial user attributes: how its run went (written afresh by every run)
+CONFIG = "config"  # the resolved TrainConfig as a dict
+CURVE = "curve"  # per-epoch train_loss, val_loss, val_accuracy
+EPOCHS_RUN = "epochs_run"
+WALL_TIME_S = "wall_time_s"
+DEVICE = "device"
+HOST = "host"
+WORKER_PID = "worker_pid"
+CPU_THREADS = "cpu_threads"
+SAMPLER_SEED = "sampler_seed"
+OWNER_LOCK = "owner_lock"  # the worker holds the trial's lock file (journal liveness)
+STOP_REASON = "stop_reason"
+RESUMED_FROM_EPOCH = "resumed_from_epoch"
+TEST_ACCURACY = "test_accuracy"  # replicates only: the one place the test split is read
+DUPLICATE_OF = "duplicate_of"  # a sampled repeat of a finished trial, not trained again
+
+# --- trial system attributes (Optuna's names)
+FAILED_TRIAL = "failed_trial"  # the first trial of a retry chain
+RETRY_HISTORY = "retry_history"  # every earlier trial of the chain, oldest first
+FIXED_PARAMS = "fixed_params"  # set by enqueue_trial
+
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+# Trial states by the names every hpo command prints (progress, status, report).
+STATE_NAMES = {"complete": TrialState.COMPLETE, "pruned": TrialState.PRUNED,
+               "failed": TrialState.FAIL, "running": TrialState.RUNNING,
+               "waiting": TrialState.WAITING}
+
+
+def is_replicate(trial: FrozenTrial) -> bool:
+    return REPLICATE_OF in trial.user_attrs
+
+
+def count_states(trials: Iterable[FrozenTrial]) -> dict[str, int]:
+    """Trials per state, by :data:`STATE_NAMES`."""
+    states = [t.state for t in trials]
+    return {name: states.count(state) for name, state in STATE_NAMES.items()}
+
+
+def split_replicates(trials: Sequence[FrozenTrial]) -> tuple[list[FrozenTrial], int]:
+    """(the study's own trials, the number of finished replicates): how progress, status and
+    report count, so that they agree. A replicate still queued or running counts as work in
+    progress with the study's own trials."""
+    own = [t for t in trials if not is_replicate(t) or t.state not in
+           (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)]
+    return own, len(trials) - len(own)
+
+
+def retry_history(trial: FrozenTrial) -> list[int]:
+    return list(trial.system_attrs.get(RETRY_HISTORY, []))
+
+
+def retried_numbers(trials: Iterable[FrozenTrial]) -> set[int]:
+    """Numbers of the trials that a later trial retries (their chain went on)."""
+    return {n for t in trials for n in retry_history(t)}
+
+
+def direction_sign(study: optuna.Study) -> float:
+    """+1 when higher values are better (maximize), -1 otherwise: ``sign * value`` is a score."""
+    return 1.0 if study.direction == optuna.study.StudyDirection.MAXIMIZE else -1.0
+
+
+def last_value(trial: FrozenTrial) -> float | None:
+    """The final value, or for a pruned trial the value it last reported."""
+    if trial.value is not None:
+        return trial.value
+    if trial.intermediate_values:
+        return trial.intermediate_values[max(trial.intermediate_values)]
+    return None
+
+
+def ranked(study: optuna.Study, trials: Sequence[FrozenTrial] | None = None,
+           states: tuple[TrialState, ...] = (TrialState.COMPLETE,),
+           replicates: bool = False) -> list[FrozenTrial]:
+    """Trials in ``states`` best first by :func:`last_value` (ties: lower number first);
+    replicates left out unless asked for (they repeat a configuration already listed)."""
+    sign = direction_sign(study)
+    pool = study.get_trials(deepcopy=False) if trials is None else trials
+    chosen = [t for t in pool if t.state in states and last_value(t) is not None
+              and (replicates or not is_replicate(t))]
+    return sorted(chosen, key=lambda t: (-sign * last_value(t), t.number))  # type: ignore
+
+
+def ranked_complete(study: optuna.Study, trials: Sequence[FrozenTrial] | None = None
+                    ) -> list[FrozenTrial]:
+    """The study's own complete trials (no replicates), best first."""
+    return ranked(study, trials)
+
+
+def stored_spec(study: optuna.Study) -> dict[str, Any]:
+    spec = study.user_attrs.get(SPEC)
+    return spec if isinstance(spec, dict) else {}
+
+
+def spec_metric(study: optuna.Study) -> str:
+    """The metric the study optimizes, from its stored spec (val_accuracy when it has none)."""
+    return str(stored_spec(study).get("study", {}).get("metric", "val_accuracy"))
+
+
+def spec_epochs(study: optuna.Study) -> int | None:
+    """The epochs of a full trial, from the stored spec (None when it has none)."""
+    epochs = stored_spec(study).get("training", {}).get("epochs")
+    return int(epochs) if epochs else None
