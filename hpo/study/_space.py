@@ -28,7 +28,7 @@ from hpo.study._checks import (
     Checker,
     Rule,
 )
-from hpo.training import INITS, OPTIMIZERS, SCHEDULES, TrainConfig
+from hpo.training import INITS, OPTIMIZERS, SCHEDULES, TrainConfig, check_model_name
 
 
 @dataclass(frozen=True)
@@ -58,6 +58,13 @@ AXES: dict[str, Rule] = {
     "init": Rule("str", choices=tuple(INITS)),
     "zero_init_residual": Rule("bool"),
     "no_decay_bn_bias": Rule("bool"),
+}
+# Axes a spec may search beyond the recipe, for controlled studies (depth, skip connections,
+# label smoothing); absent from [search], they keep the [model] / [training] value.
+CONTROLS: dict[str, Rule] = {
+    "model": Rule("str"),  # a model name (checked against the model table)
+    "residual": Rule("bool"),
+    "label_smoothing": Rule("float", bound=UNIT_HALF_OPEN),
 }
 
 # Every optimizer and schedule setting, with the values it may take.
@@ -169,6 +176,14 @@ def parse_search(check: Checker, raw: Mapping[str, Any]) -> SearchSpace:
         path = f"search.{key}"
         if key in AXES:
             axes[key] = parse_dim(check, value, path, AXES[key], ranges=False)
+        elif key in CONTROLS:
+            axes[key] = parse_dim(check, value, path, CONTROLS[key],
+                                  ranges=key == "label_smoothing")
+            if key == "model":
+                for name in (d.values if isinstance(d := axes[key], Choice) else (d.value,)):
+                    problem = check_model_name(name)
+                    if problem:
+                        check.fail(path, f"unknown model {name!r}; allowed: {problem}")
         elif key in PARAMS:
             shared[key] = parse_dim(check, value, path, PARAMS[key])
         elif key in entries and isinstance(value, Mapping):
@@ -178,7 +193,7 @@ def parse_search(check: Checker, raw: Mapping[str, Any]) -> SearchSpace:
                               for p, v in value.items()}
         else:
             check.fail(path, "unknown key; allowed: " + ", ".join(
-                [*AXES, *PARAMS, "[search.<optimizer or schedule name>]"]))
+                [*AXES, *CONTROLS, *PARAMS, "[search.<optimizer or schedule name>]"]))
     return SearchSpace(axes, shared, per_entry)
 
 
@@ -201,6 +216,13 @@ def suggest_config(trial: optuna.Trial, space: SearchSpace, base: TrainConfig) -
     each family's settings are modelled separately by the sampler.
     """
     axes = {a: _suggest(trial, a, space.axes[a], AXES[a].kind) for a in AXES}
+    controls = {a: _suggest(trial, a, space.axes[a], CONTROLS[a].kind)
+                for a in CONTROLS if a in space.axes}
+    model = base.model
+    if "model" in controls:
+        model = dataclasses.replace(model, name=controls.pop("model"))
+    if "residual" in controls:
+        model = dataclasses.replace(model, residual=controls.pop("residual"))
 
     def settings(entry: str) -> dict[str, Any]:
         return {p: _suggest(trial, f"{entry}.{p}", space.dim(entry, p), PARAMS[p].kind)
@@ -208,8 +230,9 @@ def suggest_config(trial: optuna.Trial, space: SearchSpace, base: TrainConfig) -
 
     opt = settings(axes["optimizer"])
     return dataclasses.replace(
-        base, **axes, lr=opt.pop("lr"), weight_decay=opt.pop("weight_decay"),
-        optimizer_params=opt, schedule_params=settings(axes["schedule"]),
+        base, **axes, **controls, model=model, lr=opt.pop("lr"),
+        weight_decay=opt.pop("weight_decay"), optimizer_params=opt,
+        schedule_params=settings(axes["schedule"]),
     )
 
 
@@ -228,7 +251,7 @@ def grid_space(check: Checker, space: SearchSpace) -> dict[str, list[Any]]:
     """Every trial parameter and its values, for the grid sampler; a range needs a step."""
     grid: dict[str, list[Any]] = {}
     for axis, dim in space.axes.items():
-        grid[axis] = _grid_values(dim, AXES[axis].kind) or []
+        grid[axis] = _grid_values(dim, {**AXES, **CONTROLS}[axis].kind) or []
     for entry in (*space.choices("optimizer"), *space.choices("schedule")):
         for p in entry_params(entry):
             values = _grid_values(space.dim(entry, p), PARAMS[p].kind)

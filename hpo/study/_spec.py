@@ -36,6 +36,7 @@ from hpo.training import (
     ModelConfig,
     TrainConfig,
     check_model_name,
+    model_entry,
 )
 
 METRICS = {"val_accuracy": "maximize", "val_loss": "minimize"}
@@ -63,6 +64,7 @@ _TRAINING_RULES = {
     "precision": Rule("str", choices=("auto", "fp32", "bf16")),
     "label_smoothing": Rule("float", bound=UNIT_HALF_OPEN),
     "compile": Rule("bool"),
+    "diagnostics": Rule("bool"),
 }
 
 
@@ -186,7 +188,7 @@ def parse_spec(raw: Mapping[str, Any], source: str) -> StudySpec:
     repeats = c.get(study, "study", "repeats", Rule("bool"), False)
 
     data = _data(c, c.table(raw, "data", "", None))
-    model = _model(c, c.table(raw, "model", "", ("name", "shortcut", "width")), "model")
+    model = _model(c, c.table(raw, "model", "", None), "model")
     training = c.options(c.table(raw, "training", "", None), "training", _TRAINING_RULES)
     base = TrainConfig(data=data, model=model, **training)
     space = parse_search(c, c.table(raw, "search", "", None))
@@ -228,14 +230,14 @@ def parse_spec(raw: Mapping[str, Any], source: str) -> StudySpec:
 
 
 def _model(c: Checker, table: dict[str, Any], path: str) -> ModelConfig:
+    c.no_unknown(table, path, [f.name for f in dataclasses.fields(ModelConfig)])
     name = c.get(table, path, "name", Rule("str"), "resnet20")
     problem = check_model_name(name)
     if problem:
         c.fail(f"{path}.name", f"unknown model {name!r}; allowed: {problem}")
     defaults = ModelConfig()
-    cifar = name not in ("preact_resnet18", "resnet18", "resnet34", "resnet50")
-    if not cifar:  # a setting the network ignores would silently mean nothing
-        for key in ("shortcut", "width"):
+    if not model_entry(name).cifar_options:  # a setting the network ignores means nothing
+        for key in ("shortcut", "width", "residual", "norm"):
             if key in table and table[key] != getattr(defaults, key):
                 c.fail(f"{path}.{key}", f"{name} has no {key} setting; only the CIFAR "
                                         "ResNets (resnet8, resnet20, ... any 6n+2) have one")
@@ -243,6 +245,8 @@ def _model(c: Checker, table: dict[str, Any], path: str) -> ModelConfig:
         name,
         c.get(table, path, "shortcut", Rule("str", choices=("A", "B")), defaults.shortcut),
         c.get(table, path, "width", Rule("int", bound=AT_LEAST_ONE), defaults.width),
+        c.get(table, path, "residual", Rule("bool"), defaults.residual),
+        c.get(table, path, "norm", Rule("str", choices=("batch", "none")), defaults.norm),
     )
 
 

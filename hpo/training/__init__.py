@@ -9,7 +9,7 @@ from hpo.training._config import DataConfig, ModelConfig, TrainConfig
 from hpo.training._data import DATASETS, SYNTHETIC_DEFAULTS, Data, Split, load_data
 from hpo.training._init import INITS, apply_init
 from hpo.training._loader import DeviceBatches, random_crop, random_flip
-from hpo.training._models import MODELS, build_model, check_model_name
+from hpo.training._models import MODELS, build_model, check_model_name, model_entry
 from hpo.training._optimizers import OPTIMIZERS, build_optimizer, param_groups
 from hpo.training._schedules import SCHEDULES, lr_at
 from hpo.training._trainer import EpochMetrics, TrainResult, pick_device, train
@@ -34,6 +34,7 @@ __all__ = [
     "build_optimizer",
     "check_model_name",
     "load_data",
+    "model_entry",
     "load_checkpoint",
     "lr_at",
     "param_groups",

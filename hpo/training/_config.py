@@ -45,11 +45,21 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Which network: ``name`` from :data:`hpo.training.MODELS`, CIFAR shortcut option, width."""
+    """Which network.
+
+    Attributes:
+        name: from :data:`hpo.training.MODELS`.
+        shortcut, width: CIFAR ResNets only (option A or B; filters of the first stage).
+        residual: CIFAR ResNets only: False removes the identity shortcuts (He et al.'s plain
+            networks, the control that shows what skip connections buy).
+        norm: CIFAR ResNets only: ``batch`` (BatchNorm) or ``none`` (no normalization).
+    """
 
     name: str = "resnet20"
     shortcut: str = "A"
     width: int = 16
+    residual: bool = True
+    norm: str = "batch"
 
 
 @dataclass(frozen=True)
@@ -73,6 +83,8 @@ class TrainConfig:
         label_smoothing: cross-entropy label smoothing in [0, 1).
         compile: run the model through ``torch.compile``, compiled once per process and
             architecture and reused by later trials (weights re-initialized in place).
+        diagnostics: measure the gradient flow per stage every epoch
+            (:mod:`hpo.training._diagnostics`).
     """
 
     data: DataConfig = field(default_factory=DataConfig)
@@ -92,6 +104,7 @@ class TrainConfig:
     precision: str = "auto"
     label_smoothing: float = 0.0
     compile: bool = False
+    diagnostics: bool = True
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dictionary; :meth:`from_dict` turns it back into an equal config."""

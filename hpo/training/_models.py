@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TypeVar
 
 import torch
@@ -34,22 +35,34 @@ def closes_residual(module: nn.Module) -> bool:
     return bool(getattr(module, CLOSES_RESIDUAL, False))
 
 
-class BasicBlock(nn.Module):
-    """Two 3x3 convolutions; shortcut A (identity, subsample, zero-pad) or B (1x1 projection)."""
+def _norm(kind: str, channels: int) -> nn.Module:
+    return nn.BatchNorm2d(channels) if kind == "batch" else nn.Identity()
 
-    def __init__(self, c_in: int, c_out: int, stride: int, shortcut: str) -> None:
+
+class BasicBlock(nn.Module):
+    """Two 3x3 convolutions; shortcut A (identity, subsample, zero-pad) or B (1x1 projection).
+
+    ``residual=False`` drops the shortcut (a plain block, He et al. 2016's control);
+    ``norm="none"`` drops the BatchNorms, and the branch's last convolution is then the layer
+    that zero-init-residual zeroes.
+    """
+
+    def __init__(self, c_in: int, c_out: int, stride: int, shortcut: str,
+                 residual: bool = True, norm: str = "batch") -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(c_out)
+        self.bn1 = _norm(norm, c_out)
         self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
-        self.bn2 = mark_closing(nn.BatchNorm2d(c_out))
+        self.bn2 = _norm(norm, c_out)
+        mark_closing(self.bn2 if norm == "batch" else self.conv2)
+        self.residual = residual
         self.project: nn.Module | None = None
         self.pad = 0
         self.stride = stride
-        if stride != 1 or c_in != c_out:
+        if residual and (stride != 1 or c_in != c_out):
             if shortcut == "B":
                 self.project = nn.Sequential(
-                    nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.BatchNorm2d(c_out)
+                    nn.Conv2d(c_in, c_out, 1, stride, bias=False), _norm(norm, c_out)
                 )
             else:
                 self.pad = c_out - c_in
@@ -57,6 +70,8 @@ class BasicBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = F.relu(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
+        if not self.residual:
+            return F.relu(out)
         if self.project is not None:
             short = self.project(x)
         elif self.stride != 1 or self.pad:
@@ -71,18 +86,21 @@ class CifarResNet(nn.Module):
     """He et al. 2016, section 4.2: 6n+2 layers, stages of w/2w/4w filters (w=16 in the paper)."""
 
     def __init__(
-        self, depth: int, in_channels: int, num_classes: int, width: int, shortcut: str
+        self, depth: int, in_channels: int, num_classes: int, width: int, shortcut: str,
+        residual: bool = True, norm: str = "batch",
     ) -> None:
         super().__init__()
         n = (depth - 2) // 6
         self.conv = nn.Conv2d(in_channels, width, 3, 1, 1, bias=False)
-        self.bn = nn.BatchNorm2d(width)
+        self.bn = _norm(norm, width)
         blocks: list[nn.Module] = []
         c_in = width
         for stage, c_out in enumerate((width, 2 * width, 4 * width)):
             for i in range(n):
                 stride = 2 if stage > 0 and i == 0 else 1
-                blocks.append(BasicBlock(c_in, c_out, stride, shortcut))
+                block = BasicBlock(c_in, c_out, stride, shortcut, residual, norm)
+                block.stage = stage + 1  # for the per-stage gradient diagnostics
+                blocks.append(block)
                 c_in = c_out
         self.blocks = nn.Sequential(*blocks)
         self.fc = nn.Linear(c_in, num_classes)
@@ -127,7 +145,9 @@ class PreActResNet18(nn.Module):
         for stage in range(4):
             c_out = width * 2**stage
             for i in range(2):
-                blocks.append(PreActBlock(c_in, c_out, 2 if stage > 0 and i == 0 else 1))
+                block = PreActBlock(c_in, c_out, 2 if stage > 0 and i == 0 else 1)
+                block.stage = stage + 1
+                blocks.append(block)
                 c_in = c_out
         self.blocks = nn.Sequential(*blocks)
         self.bn = nn.BatchNorm2d(c_in)
@@ -147,44 +167,74 @@ def _torchvision(name: str) -> Callable[[int, int], nn.Module]:
         model = getattr(torchvision.models, name)(weights=None, num_classes=num_classes)
         if in_channels != 3:
             model.conv1 = nn.Conv2d(in_channels, 64, 7, 2, 3, bias=False)
-        for module in model.modules():
-            if hasattr(module, "bn3"):
-                mark_closing(module.bn3)
-            elif hasattr(module, "bn2"):
-                mark_closing(module.bn2)
+        for stage in range(1, 5):
+            for block in getattr(model, f"layer{stage}"):
+                block.stage = stage
+                mark_closing(block.bn3 if hasattr(block, "bn3") else block.bn2)
         return model
 
     return build
 
 
+@dataclass(frozen=True)
+class ModelEntry:
+    """One architecture, or a family of them matched by a pattern.
+
+    Attributes:
+        build: (model config, input channels, classes) -> network.
+        cifar_options: the network understands ``shortcut``, ``width``, ``residual`` and
+            ``norm`` (the CIFAR ResNets); the spec refuses them for the others.
+        shown: the name the "allowed" list shows.
+    """
+
+    build: Callable[[ModelConfig, int, int], nn.Module]
+    cifar_options: bool = False
+    shown: str = ""
+
+
+def _cifar(config: ModelConfig, in_channels: int, num_classes: int) -> nn.Module:
+    depth = int(config.name.removeprefix("resnet"))
+    return CifarResNet(depth, in_channels, num_classes, config.width, config.shortcut,
+                       config.residual, config.norm)
+
+
+def _tv(name: str) -> ModelEntry:
+    return ModelEntry(lambda config, c, k: _torchvision(name)(c, k))
+
+
+# One table: exact names first; the CIFAR family as a pattern (any depth 6n+2 >= 8).
+MODELS: dict[str, ModelEntry] = {
+    "preact_resnet18": ModelEntry(lambda config, c, k: PreActResNet18(c, k)),
+    "resnet18": _tv("resnet18"),
+    "resnet34": _tv("resnet34"),
+    "resnet50": _tv("resnet50"),
+}
 _CIFAR = re.compile(r"resnet(\d+)$")
-_TORCHVISION = {"resnet18", "resnet34", "resnet50"}
-CIFAR_DEPTHS = (20, 32, 44, 56, 110)
-MODELS = (
-    tuple(f"resnet{d}" for d in CIFAR_DEPTHS)
-    + ("resnet{6n+2}", "preact_resnet18")
-    + tuple(sorted(_TORCHVISION))
-)
+CIFAR_FAMILY = ModelEntry(_cifar, cifar_options=True,
+                          shown="resnet20/32/44/56/110 (any depth 6n+2 >= 8)")
+
+
+def model_entry(name: str) -> ModelEntry | None:
+    """The table entry for ``name``, or None when no entry or pattern matches."""
+    if name in MODELS:
+        return MODELS[name]
+    match = _CIFAR.match(name)
+    if match and int(match.group(1)) >= 8 and (int(match.group(1)) - 2) % 6 == 0:
+        return CIFAR_FAMILY
+    return None
 
 
 def check_model_name(name: str) -> str | None:
     """None when ``name`` is a known model, else a sentence saying what is allowed."""
-    if name in _TORCHVISION or name == "preact_resnet18":
+    if model_entry(name) is not None:
         return None
-    match = _CIFAR.match(name)
-    if match and (int(match.group(1)) - 2) % 6 == 0 and int(match.group(1)) >= 8:
-        return None
-    return "one of " + ", ".join(MODELS) + " (any depth 6n+2 >= 8 for the CIFAR ResNet)"
+    return "one of " + ", ".join([CIFAR_FAMILY.shown, *MODELS])
 
 
 def build_model(config: ModelConfig, in_channels: int, num_classes: int) -> nn.Module:
     """The network named by ``config``, sized for the data's channels and classes."""
-    problem = check_model_name(config.name)
-    if problem:
-        raise UserError(f"model.name: unknown model {config.name!r}; allowed: {problem}")
-    if config.name in _TORCHVISION:
-        return _torchvision(config.name)(in_channels, num_classes)
-    if config.name == "preact_resnet18":
-        return PreActResNet18(in_channels, num_classes)
-    depth = int(_CIFAR.match(config.name).group(1))  # type: ignore[union-attr]
-    return CifarResNet(depth, in_channels, num_classes, config.width, config.shortcut)
+    entry = model_entry(config.name)
+    if entry is None:
+        raise UserError(f"model.name: unknown model {config.name!r}; allowed: "
+                        f"{check_model_name(config.name)}")
+    return entry.build(config, in_channels, num_classes)

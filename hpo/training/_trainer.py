@@ -21,6 +21,7 @@ from torch import nn
 
 from hpo.training._config import TrainConfig
 from hpo.training._data import Data, load_data
+from hpo.training._diagnostics import GradientFlow, flow_clause
 from hpo.training._init import apply_init
 from hpo.training._loader import Batching, DeviceBatches, HostBatches
 from hpo.training._models import build_model
@@ -38,6 +39,7 @@ class EpochMetrics:
     val_accuracy: float
     lr: float
     elapsed_s: float
+    flow: dict[str, Any] | None = None  # gradient flow per stage (hpo.training._diagnostics)
 
 
 @dataclass
@@ -208,11 +210,14 @@ def train(
 
     # --- loop; a loss far above that of a uniform guess means the run has blown up
     diverged_above = DIVERGENCE_FACTOR * math.log(data.num_classes)
+    flow = GradientFlow(model) if config.diagnostics else None
     lr = config.lr
     for epoch in range(first_epoch, config.epochs + 1):
         model.train()
         epoch_rng = generator.get_state()  # replaying it replays the epoch's shuffle and crops
         loss_sum = torch.full((), loss_carry, device=device)
+        if flow is not None:
+            flow.start_epoch()
         for i, (x, y) in enumerate(train_batches):
             if i < skip_steps:
                 continue  # resumed mid-epoch: these steps are in the checkpoint already
@@ -232,6 +237,8 @@ def train(
                                        label_smoothing=config.label_smoothing)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            if flow is not None:
+                flow.after_backward()
             optimizer.step()
             loss_sum += loss.detach()
             step += 1
@@ -239,29 +246,34 @@ def train(
             break
         skip_steps, loss_carry = 0, 0.0
         train_loss = loss_sum.item() / steps_per_epoch  # the epoch's one host sync
+        figures = flow.end_epoch() if flow is not None else None
 
         # --- evaluation
         if not math.isfinite(train_loss) or train_loss > diverged_above:
+            flows = [m.flow for m in result.history if m.flow] + ([figures] if figures else [])
             result.status, result.stop_reason = "diverged", (
                 f"diverged: training loss {train_loss:.3g} in epoch {epoch} is non-finite or "
-                f"above {diverged_above:.3g} (10x chance level; lr {lr:.3g})"
+                f"above {diverged_above:.3g} ({DIVERGENCE_FACTOR:g}x chance level; lr "
+                f"{lr:.3g}){flow_clause(flows)}"
             )
             break
         val_loss, val_accuracy = evaluate(forward, val_batches, autocast, device)
         metrics = EpochMetrics(
-            epoch, train_loss, val_loss, val_accuracy, lr, time.perf_counter() - start
+            epoch, train_loss, val_loss, val_accuracy, lr, time.perf_counter() - start, figures
         )
         result.history.append(metrics)
         if not math.isfinite(val_loss):
             result.status, result.stop_reason = (
                 "diverged", f"diverged: non-finite validation loss in epoch {epoch}"
+                            f"{flow_clause([m.flow for m in result.history if m.flow])}"
             )
             break
         if save_state:
             save_state(state(epoch + 1, 0, generator.get_state(), 0.0))
         reason = on_epoch(metrics) if on_epoch else None
         if reason:
-            result.status, result.stop_reason = "stopped", reason
+            flows = [m.flow for m in result.history if m.flow]
+            result.status, result.stop_reason = "stopped", reason + flow_clause(flows)
             break
     if data.test is not None and result.status == "completed":
         test_batches = batches(data.test, eval_how, device)
