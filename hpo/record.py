@@ -39,6 +39,9 @@ STOP_REASON = "stop_reason"
 RESUMED_FROM_EPOCH = "resumed_from_epoch"
 TEST_ACCURACY = "test_accuracy"  # replicates only: the one place the test split is read
 DUPLICATE_OF = "duplicate_of"  # a sampled repeat of a finished trial, not trained again
+# per stage, per epoch: stages, grad_norm, weight_norm, update_ratio (lists of lists); per
+# epoch: ratio (stem over last stage) and state (None, "vanishing" or "exploding")
+GRADIENTS = "gradients"
 
 # --- trial system attributes (Optuna's names)
 FAILED_TRIAL = "failed_trial"  # the first trial of a retry chain
@@ -83,6 +86,17 @@ def retried_numbers(trials: Iterable[FrozenTrial]) -> set[int]:
 def direction_sign(study: optuna.Study) -> float:
     """+1 when higher values are better (maximize), -1 otherwise: ``sign * value`` is a score."""
     return 1.0 if study.direction == optuna.study.StudyDirection.MAXIMIZE else -1.0
+
+
+def gradients_of(flows: Iterable[dict[str, Any] | None]) -> dict[str, Any] | None:
+    """Per-epoch gradient-flow figures (the trainer's ``EpochMetrics.flow``) as the compact
+    ``gradients`` attribute: stage names once, then one list per figure, one row per epoch."""
+    flows = [f for f in flows if f]
+    if not flows:
+        return None
+    return {"stages": flows[0]["stages"],
+            **{k: [f.get(k) for f in flows] for k in ("grad_norm", "weight_norm",
+                                                      "update_ratio", "ratio", "state")}}
 
 
 def last_value(trial: FrozenTrial) -> float | None:

@@ -1,4 +1,4 @@
-"""``hpo compare``: the factor tables of several studies side by side.
+"""``hpo compare``: the factor tables and the gradient flow of several studies side by side.
 
 Rows are the union of the levels the studies tried (an optimizer one study never tried shows
 ``-``), so ResNet-20 and ResNet-56, or CIFAR-10 and CIFAR-100, line up on shared dimensions.
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from hpo.review._format import fmt, markdown_table, text_table
+from hpo.review._format import fmt, group_label, markdown_table, text_table
 
 AXES = ("optimizer", "schedule", "init", "weight_decay_band")
 
@@ -29,7 +29,19 @@ def compare_tables(reports: list[dict[str, Any]]) -> list[tuple[str, list[str], 
             rows.append(row)
         out.append((f"By {axis.replace('_', ' ')}: best / median (finished trials)",
                     headers, rows))
+    groups = {r["study"]: {group_label(g): g for g in r["gradient_flow"]["groups"]}
+              for r in reports}
+    labels = sorted({label for by in groups.values() for label in by})
+    rows = [[label, *("-" if label not in groups[r["study"]] else _flow(groups[r["study"]][label])
+                      for r in reports)] for label in labels]
+    out.append(("Gradient flow: stem / last stage ratio at epoch 1 -> last epoch (flagged "
+                "vanishing or exploding)", ["optimizer", *groups], rows))
     return out
+
+
+def _flow(group: dict[str, Any]) -> str:
+    return (f"{group['ratio_first']:.3g} -> {group['ratio_last']:.3g} "
+            f"({100 * group['flagged']:.0f} %)")
 
 
 def compare_text(reports: list[dict[str, Any]], markdown: bool = False) -> str:

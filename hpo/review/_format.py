@@ -32,3 +32,11 @@ def markdown_table(headers: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def group_label(group: dict[str, Any]) -> str:
+    """``sgd``, or ``sgd resnet56 plain`` where depths or shortcuts differ in the study."""
+    parts = [group["optimizer"], group.get("model")]
+    if group["residual"] is not None:
+        parts.append("residual" if group["residual"] else "plain")
+    return " ".join(p for p in parts if p)

@@ -15,12 +15,13 @@ from typing import Any
 import optuna
 
 from hpo import record
-from hpo.review._format import fmt, markdown_table, text_table
+from hpo.limits import EXPLODING, VANISHING
+from hpo.review._format import fmt, group_label, markdown_table, text_table
 
 Table = tuple[list[str], list[list[str]]]
 # The sections a caller may ask for by name (``hpo replicate`` prints only "replicates").
-SECTIONS = ("trials", "top", "factors", "rungs", "matrix", "importances", "compute", "curves",
-            "replicates")
+SECTIONS = ("trials", "top", "factors", "rungs", "matrix", "importances", "gradients", "compute",
+            "curves", "replicates")
 
 
 def sections(r: dict[str, Any], only: tuple[str, ...] = SECTIONS) -> list[tuple[str, Table]]:
@@ -66,6 +67,7 @@ def sections(r: dict[str, Any], only: tuple[str, ...] = SECTIONS) -> list[tuple[
     out.append(("importances", f"Parameter importances: {r['importances_note']}",
                 (["parameter", "importance"],
                  [[k, fmt(v, 3)] for k, v in r["importances"].items()])))
+    out.append(("gradients", *gradient_table(r)))
     comp = r["compute"]
     out.append(("compute", "Compute", (["outcome", "trials", "epochs", "device-hours"],
                                        [[k, str(comp[k]["trials"]), str(comp[k]["epochs"]),
@@ -92,6 +94,23 @@ def sections(r: dict[str, Any], only: tuple[str, ...] = SECTIONS) -> list[tuple[
                                   f"runner-up: {verdict}",
                     (["trial", "seeds", r["metric"], "test accuracy"], rows)))
     return [(title, table) for name, title, table in out if name in only]
+
+
+def gradient_table(r: dict[str, Any]) -> tuple[str, Table]:
+    """The "Gradient flow" section: one row per optimizer (and residual / plain)."""
+    flow = r["gradient_flow"]
+    stages = list(flow["groups"][0]["update_ratio"]) if flow["groups"] else []
+    rows = [[group_label(g), str(g["trials"]), fmt(g["final_train_loss"]),
+             f"{g['ratio_first']:.3g}", f"{g['ratio_last']:.3g}",
+             f"{100 * g['flagged']:.0f} %",
+             *(f"{g['update_ratio'].get(s, float('nan')):.2g}" for s in stages)]
+            for g in flow["groups"]]
+    title = (f"Gradient flow ({flow['measured_trials']} trials measured; ratio = stem / last "
+             f"stage gradient norm, vanishing below {VANISHING:g}, exploding above "
+             f"{EXPLODING:g}; update = ||w_end - w_start|| / ||w_start|| in the last epoch)")
+    return title, (["cell", "trials", "final train loss", "ratio epoch 1", "ratio last",
+                    "flagged",
+                    *(f"update {s}" for s in stages)], rows)
 
 
 def _pm(mean: float | None, half: float | None) -> str:
@@ -198,6 +217,24 @@ def _figures(r: dict[str, Any], study: optuna.Study) -> list[tuple[str, Any]]:
         bars.update_layout(title=f"{name}: parameter importances ({r['importances_note']})",
                            xaxis_title="importance (share, PED-ANOVA)", yaxis_title="parameter")
         figs.append(("Parameter importances", bars))
+    worst = [t for t in record.ranked(study, trials, states=(optuna.trial.TrialState.PRUNED,))
+             if t.user_attrs.get(record.GRADIENTS)][-2:]
+    shown = [t for t in record.ranked_complete(study, trials)[:3] + worst
+             if t.user_attrs.get(record.GRADIENTS)]
+    if shown:
+        flow = go.Figure()
+        for t in shown:
+            g = t.user_attrs[record.GRADIENTS]
+            for i, stage in enumerate(g["stages"]):
+                flow.add_trace(go.Scatter(
+                    x=list(range(1, len(g["grad_norm"]) + 1)),
+                    y=[row[i] for row in g["grad_norm"]], mode="lines+markers",
+                    legendgroup=str(t.number), name=f"trial {t.number} ({t.state.name.lower()}) "
+                                                    f"{stage}"))
+        flow.update_layout(title=f"{name}: gradient norm per stage, top trials and the worst "
+                                 "pruned ones", xaxis_title="epoch",
+                           yaxis_title="gradient L2 norm (log)", yaxis_type="log")
+        figs.append(("Gradient flow", flow))
     schedules, optimizers, grid = _matrix(r)
     values = [v for row in grid for v in row if v is not None]
     heat = go.Figure(go.Heatmap(z=grid, x=schedules, y=optimizers, colorscale="Viridis",

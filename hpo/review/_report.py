@@ -24,6 +24,12 @@ Schema (``hpo/review/report.schema.json`` is the machine-readable form):
   the value there, ``survived`` (share of them that completed), ``thin`` (fewer than 3)
 - ``importances``: parameter -> importance (PED-ANOVA, as optuna-dashboard computes it) when
   there are enough complete trials; ``importances_note`` says how many and why
+- ``gradient_flow``: ``measured_trials`` and ``groups``, one per optimizer (and per ``model``
+  and ``residual`` or plain network, where several were tried): ``trials``,
+  ``final_train_loss`` (median training loss of the last epoch), ``ratio_first`` and
+  ``ratio_last`` (median stem-to-last-stage gradient ratio at epoch 1 and at the last epoch),
+  ``flagged`` (share of trials that vanished or exploded at some epoch), ``update_ratio``
+  (per stage, median ||w_end - w_start|| / ||w_start|| of the last epoch)
 - ``compute``: per category (``complete``, ``pruned``, ``failed``, ``retried``): ``trials``,
   ``epochs`` (trained by that trial itself), ``device_hours``; and ``pruning``: ``full_epochs``
   (finished trials x the spec's epochs), ``epochs_run``, ``saved_epochs``, ``saved_share``
@@ -257,6 +263,46 @@ def replicates(trials: list[FrozenTrial], sign: float) -> dict[str, Any]:
     return {"configs": rows, "leader_separated": separated, "p_value": p_value}
 
 
+def gradient_flow(finished: list[FrozenTrial]) -> dict[str, Any]:
+    """Per optimizer (and per residual / plain network where both were tried): the median
+    first-to-last gradient ratio at epoch 1 and at each trial's last epoch, the share of
+    trials flagged vanishing or exploding at any epoch, and the median update-to-weight ratio
+    per stage in the last epoch. Trials without diagnostics are left out."""
+    measured = [t for t in finished if t.user_attrs.get(record.GRADIENTS)]
+    plain_too = len({_residual(t) for t in measured}) > 1
+    depths = len({_model(t) for t in measured}) > 1
+    groups: dict[tuple[str, str | None, bool | None], list[FrozenTrial]] = defaultdict(list)
+    for t in measured:
+        key = (_level(t, "optimizer"), _model(t) if depths else None,
+               _residual(t) if plain_too else None)
+        groups[key].append(t)
+    rows = []
+    for (optimizer, model, residual), ts in sorted(groups.items(), key=lambda kv: str(kv[0])):
+        flows = [t.user_attrs[record.GRADIENTS] for t in ts]
+        stages = flows[0]["stages"]
+        losses = [t.user_attrs[record.CURVE]["train_loss"][-1] for t in ts
+                  if t.user_attrs.get(record.CURVE, {}).get("train_loss")]
+        rows.append({
+            "optimizer": optimizer, "model": model, "residual": residual, "trials": len(flows),
+            "final_train_loss": statistics.median(losses) if losses else None,
+            "ratio_first": statistics.median(f["ratio"][0] for f in flows),
+            "ratio_last": statistics.median(f["ratio"][-1] for f in flows),
+            "flagged": sum(any(f["state"]) for f in flows) / len(flows),
+            "update_ratio": {s: statistics.median(f["update_ratio"][-1][i] for f in flows
+                                                  if f["stages"] == stages)
+                             for i, s in enumerate(stages)},
+        })
+    return {"groups": rows, "measured_trials": len(measured)}
+
+
+def _model(t: FrozenTrial) -> str:
+    return str(t.user_attrs.get(record.CONFIG, {}).get("model", {}).get("name", "?"))
+
+
+def _residual(t: FrozenTrial) -> bool:
+    return bool(t.user_attrs.get(record.CONFIG, {}).get("model", {}).get("residual", True))
+
+
 # PED-ANOVA compares the best 10 % of the complete trials with all of them: below 10 complete
 # trials that top set is a single trial, and the importances are noise.
 MIN_IMPORTANCE_TRIALS = 10
@@ -331,6 +377,7 @@ def build_report(study: optuna.Study, storage_shown: str, top_k: int = 5) -> dic
         "rungs": rungs(finished, sign, full_epochs),
         "importances": importances,
         "importances_note": note,
+        "gradient_flow": gradient_flow(finished),
         "compute": compute(originals, full_epochs),
         "replicates": reps,
     }

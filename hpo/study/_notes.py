@@ -31,8 +31,25 @@ def lineage(user_attrs: dict[str, Any], retry_history: list[int]) -> str:
     return ""
 
 
+def flow_summary(gradients: dict[str, Any] | None) -> str:
+    """One line on the gradient flow: the first-to-last ratio at the first and last epoch,
+    any vanishing or exploding, and how far each stage's weights moved in the last epoch."""
+    if not gradients:
+        return "not measured (training.diagnostics = false)"
+    ratios, states = gradients["ratio"], gradients["state"]
+    flagged = [i + 1 for i, s in enumerate(states) if s]
+    state = (f"{states[flagged[0] - 1]} from epoch {flagged[0]}" if flagged
+             else "neither vanishing nor exploding")
+    moved = ", ".join(f"{s} {u:.2g}" for s, u in zip(gradients["stages"],
+                                                       gradients["update_ratio"][-1],
+                                                       strict=True))
+    return (f"stem/last-stage gradient ratio {ratios[0]:.3g} at epoch 1, {ratios[-1]:.3g} at "
+            f"epoch {len(ratios)}: {state}; update/weight in the last epoch: {moved}")
+
+
 def note_markdown(number: int, config: dict[str, Any], curve: dict[str, list[float]],
-                  stop_reason: str, metric: str, about: str = "") -> str:
+                  stop_reason: str, metric: str, about: str = "",
+                  gradients: dict[str, Any] | None = None) -> str:
     """The trial's recipe, how its curve went, and why it stopped; ``about``: its lineage."""
     settings = {**config.get("optimizer_params", {}), **config.get("schedule_params", {})}
     rows = "\n".join(f"| {k} | {v} |" for k, v in [
@@ -52,7 +69,8 @@ def note_markdown(number: int, config: dict[str, Any], curve: dict[str, list[flo
                    f"(best {acc[best]:.4f} at epoch {best + 1}); val loss "
                    f"{curve['val_loss'][0]:.4f} -> {curve['val_loss'][-1]:.4f}")
     return (f"## Trial {number}\n\n{about}| setting | value |\n|---|---|\n{rows}\n\n"
-            f"**Curve:** {summary}\n\n**Stopped:** {stop_reason}\n\n**Metric:** {metric}\n")
+            f"**Curve:** {summary}\n\n**Gradient flow:** {flow_summary(gradients)}\n\n"
+            f"**Stopped:** {stop_reason}\n\n**Metric:** {metric}\n")
 
 
 def curve_png(path: Path, number: int, curve: dict[str, list[float]]) -> None:
@@ -75,21 +93,46 @@ def curve_png(path: Path, number: int, curve: dict[str, list[float]]) -> None:
     plt.close(fig)
 
 
+def gradients_png(path: Path, number: int, gradients: dict[str, Any]) -> None:
+    """Per-stage gradient norms over epochs, log scale, one line per stage."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = range(1, len(gradients["grad_norm"]) + 1)
+    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
+    for i, stage in enumerate(gradients["stages"]):
+        ax.plot(epochs, [row[i] for row in gradients["grad_norm"]], marker=".", label=stage)
+    ax.set_yscale("log")
+    ax.set(title=f"trial {number}: gradient norm per stage", xlabel="epoch",
+           ylabel="gradient L2 norm (RMS over steps)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
 def attach(trial: optuna.Trial, store: optuna.artifacts.FileSystemArtifactStore | None,
            config: dict[str, Any], curve: dict[str, list[float]], stop_reason: str,
-           metric: str, about: str = "") -> None:
-    """Saves the note and, with an artifact store, uploads the curve figure."""
+           metric: str, about: str = "", gradients: dict[str, Any] | None = None) -> None:
+    """Saves the note and, with an artifact store, uploads the curve and gradient figures."""
     import warnings
 
     from optuna_dashboard import save_note
 
-    save_note(trial, note_markdown(trial.number, config, curve, stop_reason, metric, about))
+    save_note(trial, note_markdown(trial.number, config, curve, stop_reason, metric, about,
+                                   gradients))
     if store is None or not curve["val_accuracy"]:
         return
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / f"curve-trial-{trial.number}.png"
-        curve_png(path, trial.number, curve)
+        paths = [Path(tmp) / f"curve-trial-{trial.number}.png"]
+        curve_png(paths[0], trial.number, curve)
+        if gradients:
+            paths.append(Path(tmp) / f"gradients-trial-{trial.number}.png")
+            gradients_png(paths[1], trial.number, gradients)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            optuna.artifacts.upload_artifact(artifact_store=store, file_path=str(path),
-                                             study_or_trial=trial)
+            for path in paths:
+                optuna.artifacts.upload_artifact(artifact_store=store, file_path=str(path),
+                                                 study_or_trial=trial)

@@ -113,6 +113,7 @@ class Objective:
         trial.set_user_attr(record.WORKER_PID, os.getpid())
         trial.set_user_attr(record.DEVICE, str(self.device))
         curve: dict[str, list[float]] = {"train_loss": [], "val_loss": [], "val_accuracy": []}
+        self._flows: list[dict[str, Any]] = []
 
         def on_epoch(m: EpochMetrics) -> str | None:
             try:
@@ -163,7 +164,7 @@ class Objective:
         try:
             about = lineage(trial.user_attrs, self._retry_history(trial))
             attach(trial, self.artifacts, config.to_dict(), curve, result.stop_reason,
-                   spec.metric, about)
+                   spec.metric, about, record.gradients_of(self._flows))
         except OSError as e:  # the figure is a convenience; the result must still be stored
             _log.warning("trial %d: its learning-curve figure was not stored (%s)",
                          trial.number, e.strerror or e)
@@ -190,6 +191,9 @@ class Objective:
             values.append(getattr(m, key))
         trial.set_user_attr(record.CURVE, curve)
         trial.set_user_attr(record.EPOCHS_RUN, m.epoch)
+        if m.flow:
+            self._flows.append(m.flow)
+            trial.set_user_attr(record.GRADIENTS, record.gradients_of(self._flows))
         return value
 
     @staticmethod

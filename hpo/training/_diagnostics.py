@@ -26,9 +26,10 @@ from typing import Any
 import torch
 from torch import nn
 
-# First-to-last per-parameter gradient ratio thresholds (one place; the README quotes them).
-VANISHING = 1e-2
-EXPLODING = 1e2
+from hpo.limits import EXPLODING, VANISHING
+
+__all__ = ["EXPLODING", "VANISHING", "GradientFlow", "flow_clause", "flow_state",
+           "stage_of_parameters"]
 
 
 def stage_of_parameters(model: nn.Module) -> tuple[list[str], list[int]]:
@@ -113,6 +114,7 @@ class GradientFlow:
             "weight_norm": [_round(v) for v in figures[1]],
             "update_ratio": [_round(v) for v in figures[2]],
             "ratio": _round(ratio),
+            "state": flow_state(ratio),
         }
 
 
@@ -135,11 +137,11 @@ def flow_state(ratio: float) -> str | None:
 def flow_clause(history: list[dict[str, Any]]) -> str:
     """``; gradients exploding since epoch 2 (first/last stage ratio 3e+02)`` when the last
     epoch was flagged, else empty: appended to a diverged or pruned trial's stop reason."""
-    if not history or flow_state(history[-1]["ratio"]) is None:
+    if not history or history[-1]["state"] is None:
         return ""
-    state = flow_state(history[-1]["ratio"])
+    state = history[-1]["state"]
     since = len(history)
-    while since > 1 and flow_state(history[since - 2]["ratio"]) == state:
+    while since > 1 and history[since - 2]["state"] == state:
         since -= 1
     return (f"; gradients {state} since epoch {since} (first/last stage gradient ratio "
             f"{history[-1]['ratio']:.2g})")

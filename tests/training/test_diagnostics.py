@@ -122,7 +122,7 @@ def test_removing_shortcuts_removes_exactly_the_projections() -> None:
 def test_thresholds_and_the_stop_reason_clause() -> None:
     assert flow_state(VANISHING / 2) == "vanishing" and flow_state(EXPLODING * 2) == "exploding"
     assert flow_state(1.0) is None and flow_state(float("inf")) == "exploding"
-    history = [{"ratio": 1.0}, {"ratio": 300.0}, {"ratio": 500.0}]
+    history = [{"ratio": r, "state": flow_state(r)} for r in (1.0, 300.0, 500.0)]
     assert flow_clause(history) == ("; gradients exploding since epoch 2 (first/last stage "
                                     "gradient ratio 5e+02)")
     assert flow_clause(history[:1]) == ""
