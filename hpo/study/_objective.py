@@ -218,31 +218,44 @@ class Objective:
 
 
 def _finished_twin(trial: optuna.Trial) -> FrozenTrial | None:
-    """The earliest finished trial with exactly ``trial``'s parameters, for a sampled trial.
+    """The earliest finished (else running) trial with exactly ``trial``'s parameters, for a
+    sampled trial.
 
     Enqueued trials (retries, replicates, ``enqueue_trial``) repeat parameters on purpose and
-    are never matched; a twin that is itself a duplicate stands for its original.
+    are never matched; a twin that is itself a duplicate stands for its original. A running
+    twin is one that another worker drew at the same moment (a grid handed out twice).
     """
     system = trial.storage.get_trial_system_attrs(trial._trial_id)  # noqa: SLF001
     if record.FIXED_PARAMS in system or record.RETRY_HISTORY in system:
         return None
-    twins = [t for t in trial.study.get_trials(deepcopy=False,
-                                               states=(TrialState.COMPLETE, TrialState.PRUNED))
-             if t.params == trial.params and record.REPLICATE_OF not in t.user_attrs]
+    states = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
+    twins = [t for t in trial.study.get_trials(deepcopy=False, states=states)
+             if t.params == trial.params and t.number != trial.number
+             and record.REPLICATE_OF not in t.user_attrs
+             and not (t.state == TrialState.RUNNING and (t.number > trial.number or
+                                                         record.DUPLICATE_OF in t.user_attrs))]
     if not twins:
         return None
-    first = min(twins, key=lambda t: (t.state != TrialState.COMPLETE, t.number))
+    first = min(twins, key=lambda t: (list(states).index(t.state), t.number))
     original = first.user_attrs.get(record.DUPLICATE_OF, first.number)
     return next((t for t in twins if t.number == original), first)
 
 
+class DuplicateOfRunning(Exception):
+    """Another worker trains these very parameters now: this trial ends FAIL, untrained (the
+    samplers ignore failed trials, so the configuration is not marked bad)."""
+
+
 def _reuse(trial: optuna.Trial, twin: FrozenTrial) -> float:
     """Ends ``trial`` with ``twin``'s outcome, untrained (the Optuna FAQ's recipe)."""
-    verb = "result is reused" if twin.state == TrialState.COMPLETE else "pruning is reused"
-    reason = f"duplicate of trial {twin.number}: its {verb}, not trained again"
+    verb = {TrialState.COMPLETE: "its result is reused", TrialState.PRUNED:
+            "its pruning is reused", TrialState.RUNNING: "it is being trained"}[twin.state]
+    reason = f"duplicate of trial {twin.number}: {verb}, not trained again"
     trial.set_user_attr(record.DUPLICATE_OF, twin.number)
     trial.set_user_attr(record.EPOCHS_RUN, 0)
     trial.set_user_attr(record.STOP_REASON, reason)
+    if twin.state == TrialState.RUNNING:
+        raise DuplicateOfRunning(reason)
     if twin.state != TrialState.COMPLETE:
         raise optuna.TrialPruned(reason)
     return float(twin.value)

@@ -22,12 +22,18 @@ _INT0 = Rule("int", bound=NON_NEGATIVE)
 
 @dataclass(frozen=True)
 class Component:
-    """A sampler or pruner: its options, the packages it imports and its constructor."""
+    """A sampler or pruner: its options, the packages it imports and its constructor.
+
+    ``shared_seed``: every process must use the same seed (the grid sampler's seed orders the
+    grid, and processes that ordered it differently would map a grid point to different
+    parameters); other samplers get a stream of their own per process.
+    """
 
     options: Mapping[str, Rule]
     build: Callable[..., Any]
     requires: tuple[str, ...] = ()
     defaults: Mapping[str, Any] = field(default_factory=dict)
+    shared_seed: bool = False
 
 
 def _grid(seed: int | None, search_space: Mapping[str, Sequence[Any]], **_: Any) -> Any:
@@ -60,7 +66,7 @@ SAMPLERS: dict[str, Component] = {
         lambda seed, **o: optuna.samplers.QMCSampler(seed=seed, **o),
         requires=("scipy",),
     ),
-    "grid": Component({}, _grid),
+    "grid": Component({}, _grid, shared_seed=True),
 }
 
 _WARMUP = {"n_warmup_steps": _INT0, "interval_steps": Rule("int", bound=AT_LEAST_ONE)}

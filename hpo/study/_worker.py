@@ -23,9 +23,14 @@ from optuna.trial import FrozenTrial, TrialState
 from hpo import record
 from hpo.study._checkpoints import CheckpointStore, artifact_store
 from hpo.study._entry import EXIT_OUT_OF_MEMORY
-from hpo.study._objective import Objective, TrialAbandoned, TrialInterrupted
+from hpo.study._objective import (
+    DuplicateOfRunning,
+    Objective,
+    TrialAbandoned,
+    TrialInterrupted,
+)
 from hpo.study._ownership import TrialLocks, requeue_unowned
-from hpo.study._samplers import build_pruner, build_sampler
+from hpo.study._samplers import SAMPLERS, build_pruner, build_sampler
 from hpo.study._signals import StopFlag
 from hpo.study._spec import load_spec_from_study
 from hpo.study._storage import ResilientRDBStorage, heartbeat_enabled, open_storage
@@ -39,7 +44,8 @@ class _QuietExpected(logging.Filter):
     "failed with value None" line that repeats the warning before it."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.exc_info and record.exc_info[0] in (TrialInterrupted, TrialAbandoned):
+        if record.exc_info and record.exc_info[0] in (TrialInterrupted, TrialAbandoned,
+                                                      DuplicateOfRunning):
             return False
         return not record.getMessage().endswith("failed with value None.")
 
@@ -60,7 +66,8 @@ class Budget:
         finished = sum(t.state in record.FINISHED and not record.is_replicate(t)
                        for t in trials)
         retried = record.retried_numbers(trials)
-        errors = sum(t.state == TrialState.FAIL and t.number not in retried for t in trials)
+        errors = sum(t.state == TrialState.FAIL and t.number not in retried
+                     and record.DUPLICATE_OF not in t.user_attrs for t in trials)
         return finished >= self.n_trials or errors >= self.n_trials
 
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
@@ -120,7 +127,7 @@ def run_worker(
         store.check_writable()
         artifacts = artifact_store(Path(checkpoint_dir))
         locks = TrialLocks(store.dir)
-    seed = sampler_seed(spec.seed, seeded)
+    seed = sampler_seed(spec.seed, seeded, shared=SAMPLERS[spec.sampler].shared_seed)
     study = optuna.load_study(
         study_name=study_name, storage=storage,
         sampler=build_sampler(spec.sampler, spec.sampler_options, seed, spec.grid),
@@ -165,13 +172,16 @@ def run_worker(
     return EXIT_OUT_OF_MEMORY if objective.out_of_memory else 0
 
 
-def sampler_seed(spec_seed: int | None, seeded: bool) -> int | None:
+def sampler_seed(spec_seed: int | None, seeded: bool, shared: bool = False) -> int | None:
     """The spec's seed for the one seeded process, else a fresh one from OS entropy.
 
     Seeding every process with ``seed + worker index`` made each new process replay an
     earlier one's stream: a relaunched or extended study, and worker 0 of every machine,
-    proposed the very trials already run.
+    proposed the very trials already run. A sampler whose seed must be ``shared`` (the grid's
+    order) gets the spec's seed, or 0, in every process.
     """
+    if shared:
+        return spec_seed or 0
     if spec_seed is None:
         return None
     return spec_seed if seeded else int.from_bytes(os.urandom(4), "little")

@@ -306,3 +306,31 @@ def test_bad_input_gives_one_line_and_exit_2(tmp_path: Path, case: str) -> None:
               "busy-port": "cannot listen on 127.0.0.1"}[case]
     assert expect in lines[0]
     assert not (tmp_path / "typo.journal").exists()
+
+
+def test_the_degradation_study_reports_gradient_flow_per_cell(tmp_path: Path) -> None:
+    """studies/degradation.toml, shortened to one epoch: every cell of the grid carries its
+    gradient figures, and the report's section has one row per cell."""
+    spec = (REPO / "studies" / "degradation.toml").read_text().replace("epochs = 15",
+                                                                       "epochs = 1")
+    (tmp_path / "degradation.toml").write_text(spec)
+    result = run_hpo("launch", "degradation.toml", "--workers", "2", cwd=tmp_path, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    every = _study(tmp_path, "degradation").get_trials()
+    # two workers may each ask once more than the grid holds: those repeats are not trained
+    trials = [t for t in every if "duplicate_of" not in t.user_attrs]
+    assert len(trials) == 8 and all(t.state == TrialState.COMPLETE for t in trials)
+    for t in trials:
+        g = t.user_attrs["gradients"]
+        assert g["stages"] == ["stem", "stage1", "stage2", "stage3", "classifier"]
+        assert g["ratio"][0] == pytest.approx(g["grad_norm"][0][0] / g["grad_norm"][0][3],
+                                              rel=2e-3)
+    report = json.loads(run_hpo("report", "degradation", "--format", "json",
+                                cwd=tmp_path).stdout)
+    jsonschema.validate(report, SCHEMA)
+    cells = {(g["optimizer"], g["model"], g["residual"]) for g in
+             report["gradient_flow"]["groups"]}
+    assert cells == {(o, m, r) for o in ("adam", "sgd") for m in ("resnet20", "resnet56")
+                     for r in (True, False)}
+    text = run_hpo("report", "degradation", cwd=tmp_path).stdout
+    assert "Gradient flow (8 trials measured" in text and "sgd resnet56 plain" in text
