@@ -11,7 +11,7 @@ from hpo.errors import UserError
 
 
 def _checkpoint_dir(args: argparse.Namespace, storage_url: str) -> Path:
-    from hpo.study import check_writable, resolve_checkpoint_dir
+    from hpo.study._checkpoints import check_writable, resolve_checkpoint_dir
 
     root = resolve_checkpoint_dir(args.checkpoint_dir, storage_url)
     check_writable(root)
@@ -19,14 +19,16 @@ def _checkpoint_dir(args: argparse.Namespace, storage_url: str) -> Path:
 
 
 def _slots(args: argparse.Namespace, raw_spec: dict) -> list:
-    from hpo.study import plan_slots
+    from hpo.study._pool import plan_slots
 
     gpus = args.gpus.split(",") if args.gpus else None
     return plan_slots(gpus, args.trials_per_gpu, args.workers, raw_spec)
 
 
 def _create(args: argparse.Namespace) -> int:
-    from hpo.study import create_or_resume, load_spec, redact, resolve_url
+    from hpo.study._launch import create_or_resume
+    from hpo.study._spec import load_spec
+    from hpo.study._storage import redact, resolve_url
 
     spec = load_spec(args.spec)
     url = resolve_url(args.storage)
@@ -37,8 +39,10 @@ def _create(args: argparse.Namespace) -> int:
 
 
 def _launch(args: argparse.Namespace) -> int:
-    from hpo.review import top_table
-    from hpo.study import launch, load_spec, resolve_url
+    from hpo.review._table import top_table
+    from hpo.study._launch import launch
+    from hpo.study._spec import load_spec
+    from hpo.study._storage import resolve_url
 
     spec = load_spec(args.spec)
     url = resolve_url(args.storage)
@@ -53,7 +57,9 @@ def _launch(args: argparse.Namespace) -> int:
 
 
 def _worker(args: argparse.Namespace) -> int:
-    from hpo.study import load_spec_from_study, open_storage, resolve_url, run_pool
+    from hpo.study._pool import run_pool
+    from hpo.study._spec import load_spec_from_study
+    from hpo.study._storage import open_storage, resolve_url
 
     url = resolve_url(args.storage)
     _, spec = load_spec_from_study(open_storage(url), url, args.study)
@@ -64,14 +70,13 @@ def _worker(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from hpo.review import studies_table, study_status
-    from hpo.study import load_spec_from_study, open_storage, resolve_url
+    from hpo.review._status import studies_table, study_status
+    from hpo.study._storage import find_study, open_storage, resolve_url
 
     url = resolve_url(args.storage)
     storage = open_storage(url, must_exist=True)
     if args.study:
-        # a clear error for an unknown study; plain Optuna studies are shown too
-        load_spec_from_study(storage, url, args.study, require_spec=False)
+        find_study(storage, url, args.study)  # a clear error for an unknown study
         print(study_status(storage, args.study))
     else:
         print(studies_table(storage))
@@ -79,7 +84,7 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _proxy(args: argparse.Namespace) -> int:
-    from hpo.study import redact, resolve_url, run_proxy
+    from hpo.study._storage import redact, resolve_url, run_proxy
 
     url = resolve_url(args.storage)
     print(f"[hpo] gRPC storage proxy for {redact(url)} on {args.host}:{args.port}; workers use "
@@ -91,12 +96,10 @@ def _proxy(args: argparse.Namespace) -> int:
 def _open_study(args: argparse.Namespace, name: str):
     """(study, storage URL) for a review command, which also reads plain Optuna studies;
     unknown studies and storages fail clearly, and nothing is created."""
-    from hpo.study import load_spec_from_study, open_storage, resolve_url
+    from hpo.study._storage import find_study, open_storage, resolve_url
 
     url = resolve_url(args.storage)
-    study, _ = load_spec_from_study(open_storage(url, must_exist=True), url, name,
-                                    require_spec=False)
-    return study, url
+    return find_study(open_storage(url, must_exist=True), url, name), url
 
 
 def _write(text: str, out: str | None) -> None:
@@ -111,8 +114,9 @@ def _write(text: str, out: str | None) -> None:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from hpo.review import build_report, to_html, to_json, to_markdown, to_text
-    from hpo.study import redact
+    from hpo.review._render import to_html, to_json, to_markdown, to_text
+    from hpo.review._report import build_report
+    from hpo.study._storage import redact
 
     study, url = _open_study(args, args.study)
     report = build_report(study, redact(url), args.top)
@@ -129,8 +133,9 @@ def _report(args: argparse.Namespace) -> int:
 def _compare(args: argparse.Namespace) -> int:
     import json
 
-    from hpo.review import build_report, compare_tables, compare_text
-    from hpo.study import redact
+    from hpo.review._compare import compare_tables, compare_text
+    from hpo.review._report import build_report
+    from hpo.study._storage import redact
 
     reports = []
     for name in args.studies:
@@ -145,8 +150,8 @@ def _compare(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from hpo.review import export_study
-    from hpo.study import redact
+    from hpo.review._export import export_study
+    from hpo.study._storage import redact
 
     study, url = _open_study(args, args.study)
     for path in export_study(study, redact(url), args.top, args.format, Path(args.out)):
@@ -155,59 +160,18 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    import dataclasses
-    import statistics
+    from hpo.review._retrain import retrain
 
-    import torch
-
-    from hpo.review import load_recipe
-    from hpo.training import pick_device, train
-
-    recipe = load_recipe(args.file)
-    device = pick_device()
-    if device.type == "cpu" and recipe.cpu_threads:
-        torch.set_num_threads(recipe.cpu_threads)  # float sums depend on the thread count
-    values = []
-    for i in range(args.seeds):
-        config = dataclasses.replace(recipe.config, seed=recipe.config.seed + i)
-        result = train(config, device=device)
-        if result.status != "completed":
-            print(f"seed {config.seed}: {result.stop_reason}")
-            return 1
-        value = getattr(result.history[-1], recipe.metric)
-        values.append(value)
-        print(f"seed {config.seed}: {recipe.metric} {value:.6f} after {result.epochs_run} "
-              f"epochs, {result.wall_time_s:.1f} s on {result.device}")
-    if len(values) > 1:
-        print(f"mean {statistics.fmean(values):.6f}, std {statistics.stdev(values):.6f} "
-              f"over {len(values)} seeds")
-    if not args.verify:
-        return 0
-    if recipe.value is None:
-        raise UserError(f"{args.file}: metric.value: missing; nothing to verify against")
-    tolerance = args.tolerance
-    if tolerance is None:  # CPU training is deterministic; GPU kernels are not, quite
-        tolerance = 0.0 if device.type == "cpu" and recipe.device == "cpu" else 0.01
-    diff = abs(values[0] - recipe.value)
-    if diff <= tolerance:
-        print(f"verified: {recipe.metric} {values[0]:.6f} matches the exported "
-              f"{recipe.value:.6f} (difference {diff:.2g} <= tolerance {tolerance:g})")
-        return 0
-    print(f"verify failed: {recipe.metric} {values[0]:.6f} differs from the exported "
-          f"{recipe.value:.6f} by {diff:.6f} (tolerance {tolerance:g})", file=sys.stderr)
-    return 1
+    return retrain(args.file, args.seeds, args.verify, args.tolerance)
 
 
 def _replicate(args: argparse.Namespace) -> int:
-    from hpo.review import build_report, to_text
-    from hpo.study import (
-        enqueue_replicates,
-        load_spec_from_study,
-        open_storage,
-        redact,
-        resolve_url,
-        run_pool,
-    )
+    from hpo.review._render import to_text
+    from hpo.review._report import build_report
+    from hpo.study._pool import run_pool
+    from hpo.study._replicate import enqueue_replicates
+    from hpo.study._spec import load_spec_from_study
+    from hpo.study._storage import open_storage, redact, resolve_url
 
     url = resolve_url(args.storage)
     study, spec = load_spec_from_study(open_storage(url), url, args.study)
@@ -223,8 +187,9 @@ def _replicate(args: argparse.Namespace) -> int:
 
 
 def _dashboard(args: argparse.Namespace) -> int:
-    from hpo.review import serve_dashboard
-    from hpo.study import open_storage, redact, resolve_checkpoint_dir, resolve_url
+    from hpo.review._dashboard import serve_dashboard
+    from hpo.study._checkpoints import resolve_checkpoint_dir
+    from hpo.study._storage import open_storage, redact, resolve_url
 
     url = resolve_url(args.storage)
     storage = open_storage(url, must_exist=True)

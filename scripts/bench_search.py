@@ -24,7 +24,9 @@ from pathlib import Path
 import optuna
 import torch
 
-from hpo.study import build_pruner, build_sampler, load_spec, suggest_config
+from hpo.study._samplers import build_pruner, build_sampler
+from hpo.study._space import suggest_config
+from hpo.study._spec import load_spec
 from hpo.training import load_data, train
 
 SPEC = Path(__file__).resolve().parents[1] / "studies" / "quickstart.toml"

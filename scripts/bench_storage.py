@@ -20,7 +20,7 @@ import uuid
 
 import optuna
 
-from hpo.study import Liveness, open_storage
+from hpo.study._storage import Liveness, open_storage
 
 
 def _worker(url: str, name: str, trials: int, liveness: bool, ready, go) -> None:

@@ -120,8 +120,7 @@ def verdict(url: str, name: str, output: str) -> dict[str, int]:
     import optuna
     from optuna.trial import TrialState
 
-    from hpo.study import open_storage
-    from hpo.study._storage import ORPHAN_REASON
+    from hpo.study._storage import ORPHAN_REASON, open_storage
 
     trials = optuna.load_study(study_name=name, storage=open_storage(url)).get_trials()
     chains: dict[int, list] = {}
@@ -190,7 +189,7 @@ def main() -> int:
         figures = verdict(args.storage, name, fleet.text())
         import optuna
 
-        from hpo.study import open_storage
+        from hpo.study._storage import open_storage
 
         optuna.delete_study(study_name=name, storage=open_storage(args.storage))
     print(" ".join(f"{k}={v}" for k, v in figures.items()) + " faults=" +

@@ -20,7 +20,7 @@ import platform
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import optuna
 import yaml
@@ -29,8 +29,9 @@ import hpo
 from hpo import record
 from hpo.errors import UserError
 from hpo.review._report import build_report
-from hpo.study._spec import check_config
-from hpo.training import TrainConfig
+
+if TYPE_CHECKING:
+    from hpo.training import TrainConfig
 
 FORMAT_VERSION = 1
 
@@ -106,6 +107,8 @@ def load_recipe(path: str | Path) -> Recipe:
         raise UserError(f"{path}: cannot read the export: {str(e).splitlines()[0]}") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("config"), dict):
         raise UserError(f"{path}: config: missing; expected a file written by 'hpo export'")
+    from hpo.study._spec import check_config  # the spec's rules; needs the training tables
+
     config = check_config(doc["config"], str(path))
     metric = doc.get("metric", {})
     prov = doc.get("provenance", {})

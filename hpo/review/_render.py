@@ -20,8 +20,8 @@ from hpo.review._format import fmt, group_label, markdown_table, text_table
 
 Table = tuple[list[str], list[list[str]]]
 # The sections a caller may ask for by name (``hpo replicate`` prints only "replicates").
-SECTIONS = ("trials", "top", "factors", "rungs", "matrix", "importances", "gradients", "compute",
-            "curves", "replicates")
+SECTIONS = ("trials", "top", "factors", "rungs", "matrix", "importances", "gradient_flow",
+            "compute", "curves", "replicates")
 
 
 def sections(r: dict[str, Any], only: tuple[str, ...] = SECTIONS) -> list[tuple[str, Table]]:
@@ -67,7 +67,7 @@ def sections(r: dict[str, Any], only: tuple[str, ...] = SECTIONS) -> list[tuple[
     out.append(("importances", f"Parameter importances: {r['importances_note']}",
                 (["parameter", "importance"],
                  [[k, fmt(v, 3)] for k, v in r["importances"].items()])))
-    out.append(("gradients", *gradient_table(r)))
+    out.append(("gradient_flow", *gradient_table(r)))
     comp = r["compute"]
     out.append(("compute", "Compute", (["outcome", "trials", "epochs", "device-hours"],
                                        [[k, str(comp[k]["trials"]), str(comp[k]["epochs"]),

@@ -28,7 +28,7 @@ from hpo.study._checks import (
 )
 from hpo.study._samplers import PATIENCE_OPTIONS, PRUNERS, SAMPLERS, missing_package
 from hpo.study._space import AXES, PARAMS, SearchSpace, entry_params, grid_space, parse_search
-from hpo.study._storage import Liveness, redact
+from hpo.study._storage import Liveness, find_study
 from hpo.training import (
     DATASETS,
     SYNTHETIC_DEFAULTS,
@@ -127,27 +127,14 @@ def load_spec(path: str | Path) -> StudySpec:
 
 
 def load_spec_from_study(
-    storage: optuna.storages.BaseStorage, storage_url: str, study_name: str, *,
-    require_spec: bool = True,
-) -> tuple[optuna.Study, StudySpec | None]:
-    """The study and the spec stored in it; unknown studies fail clearly.
-
-    Args:
-        require_spec: a study that hpo did not create (no ``spec`` attribute) is an error;
-            False (the review commands, which read any Optuna study) returns None instead.
-    """
-    try:
-        study = optuna.load_study(study_name=study_name, storage=storage)
-    except KeyError:
-        names = [s.study_name for s in optuna.get_all_study_summaries(storage)]
-        raise UserError(
-            f"storage {redact(storage_url)}: no study named {study_name!r}; "
-            f"studies there: {', '.join(names) or 'none'}"
-        ) from None
+    storage: optuna.storages.BaseStorage, storage_url: str, study_name: str
+) -> tuple[optuna.Study, StudySpec]:
+    """The study and the spec stored in it; unknown studies and studies that hpo did not
+    create fail clearly (the review commands, which read any Optuna study, use
+    :func:`hpo.study._storage.find_study` instead)."""
+    study = find_study(storage, storage_url, study_name)
     raw = study.user_attrs.get(record.SPEC)
     if not isinstance(raw, dict):
-        if not require_spec:
-            return study, None
         raise UserError(f"study {study_name!r} has no hpo spec (user attribute 'spec'); "
                         "it was not created by hpo (create it with 'hpo create SPEC')")
     return study, parse_spec(raw, f"study {study_name!r}")

@@ -372,6 +372,19 @@ def _grpc_proxy(host: str, port: int, shown: str) -> optuna.storages.BaseStorage
     return proxy
 
 
+def find_study(storage: optuna.storages.BaseStorage, storage_url: str, study_name: str
+               ) -> optuna.Study:
+    """The study ``study_name``; an unknown name is a one-line error listing the studies."""
+    try:
+        return optuna.load_study(study_name=study_name, storage=storage)
+    except KeyError:
+        names = [s.study_name for s in optuna.get_all_study_summaries(storage)]
+        raise UserError(
+            f"storage {redact(storage_url)}: no study named {study_name!r}; "
+            f"studies there: {', '.join(names) or 'none'}"
+        ) from None
+
+
 def heartbeat_enabled(storage: optuna.storages.BaseStorage) -> bool:
     return isinstance(storage, optuna.storages.RDBStorage) and \
         storage.get_heartbeat_interval() is not None

@@ -17,8 +17,8 @@ import optuna
 import pytest
 from optuna.trial import TrialState, create_trial
 
-from hpo.review import compute
-from hpo.study import open_storage
+from hpo.review._report import compute
+from hpo.study._storage import open_storage
 from tests.conftest import REPO, run_hpo, write_spec
 
 # Screenshots to look at, kept outside the working tree.

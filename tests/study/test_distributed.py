@@ -16,7 +16,6 @@ import sqlalchemy
 from optuna.trial import TrialState
 
 from hpo.record import STUDY_UID
-from hpo.study import open_storage
 from hpo.study._checkpoints import study_folder
 from hpo.study._storage import (
     CLAIMED_ORPHAN_REASON,
@@ -24,6 +23,7 @@ from hpo.study._storage import (
     ORPHAN_REASON,
     Liveness,
     driver_url,
+    open_storage,
 )
 from tests.conftest import REPO, run_hpo, write_spec
 

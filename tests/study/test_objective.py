@@ -10,8 +10,9 @@ import torch
 from optuna.trial import TrialState
 
 import hpo.study._objective as objective_module
-from hpo.study import create_or_resume, load_spec
+from hpo.study._launch import create_or_resume
 from hpo.study._objective import Objective
+from hpo.study._spec import load_spec
 from hpo.study._storage import Liveness
 from tests.conftest import write_spec
 

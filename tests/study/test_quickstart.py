@@ -7,7 +7,7 @@ from pathlib import Path
 import optuna
 from optuna.trial import TrialState
 
-from hpo.study import open_storage
+from hpo.study._storage import open_storage
 from tests.conftest import REPO, run_hpo
 
 

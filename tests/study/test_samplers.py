@@ -5,7 +5,9 @@ from __future__ import annotations
 import optuna
 import pytest
 
-from hpo.study import PRUNERS, SAMPLERS, build_pruner, build_sampler, parse_spec, suggest_config
+from hpo.study._samplers import PRUNERS, SAMPLERS, build_pruner, build_sampler
+from hpo.study._space import suggest_config
+from hpo.study._spec import parse_spec
 from hpo.study._worker import Budget
 
 SEARCH = {

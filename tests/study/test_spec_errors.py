@@ -117,7 +117,7 @@ def test_bad_spec_through_the_real_command_has_no_traceback(tmp_path: Path) -> N
 
 
 def test_every_shipped_spec_loads() -> None:
-    from hpo.study import load_spec
+    from hpo.study._spec import load_spec
 
     specs = sorted((REPO / "studies").glob("*.toml"))
     assert {p.name for p in specs} >= {"quickstart.toml", "cifar10-resnet20.toml",

@@ -4,7 +4,7 @@ import pytest
 
 from hpo.cli import main
 from hpo.errors import UserError
-from hpo.study import DEFAULT_STORAGE, open_storage, redact, resolve_url
+from hpo.study._storage import DEFAULT_STORAGE, open_storage, redact, resolve_url
 from tests.conftest import write_spec
 
 

@@ -34,9 +34,31 @@ def _imagefolder(root: Path, with_test_folder: bool) -> None:
                 Image.fromarray(pixels).save(folder / f"{i}.png")
 
 
+def _write_cifar100(root: Path, n: int) -> None:
+    base = root / "cifar-100-python"
+    base.mkdir(parents=True)
+    rng = np.random.default_rng(1)
+    for name in ("train", "test"):
+        with open(base / name, "wb") as f:
+            pickle.dump({"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
+                         "fine_labels": rng.integers(0, 100, n).tolist()}, f)
+
+
+KINDS = ["digits", "synthetic", "cifar10", "cifar100", "imagefolder", "imagefolder+test"]
+
+
+def test_every_dataset_is_tested() -> None:
+    """A new DATASETS entry needs a kind in KINDS (written in its on-disk format)."""
+    from hpo.training import DATASETS
+
+    assert set(DATASETS) == {k.split("+")[0] for k in KINDS}
+
+
 def _config(kind: str, root: Path) -> DataConfig:
     if kind == "cifar10":
         _write_cifar(root, 20)
+    elif kind == "cifar100":
+        _write_cifar100(root, 30)
     elif kind.startswith("imagefolder"):
         _imagefolder(root, with_test_folder=kind == "imagefolder+test")
     name = kind.split("+")[0]
@@ -48,8 +70,7 @@ def _images(split) -> set[bytes]:
     return {bytes(img.numpy().tobytes()) for img in split.images}
 
 
-@pytest.mark.parametrize("kind", ["digits", "synthetic", "cifar10", "imagefolder",
-                                  "imagefolder+test"])
+@pytest.mark.parametrize("kind", KINDS)
 def test_study_and_replicates_split_alike_and_never_share_test_images(kind: str,
                                                                       tmp_path: Path) -> None:
     """What a study trains and validates on (no test split asked) and what a replicate

@@ -106,6 +106,14 @@ MODEL_INPUTS = {"resnet8": 8, "resnet20": 32, "resnet56": 32, "preact_resnet18":
                 "resnet18": 64, "resnet34": 64, "resnet50": 64}
 
 
+def test_every_model_is_tested() -> None:
+    """A new MODELS entry needs its input size here (the CIFAR family: several depths)."""
+    from hpo.training import MODELS
+
+    assert set(MODELS) <= set(MODEL_INPUTS)
+    assert {"resnet8", "resnet20", "resnet56"} <= set(MODEL_INPUTS)
+
+
 @pytest.mark.parametrize("name", MODEL_INPUTS)
 @pytest.mark.parametrize("scheme", INITS)
 def test_first_loss_is_that_of_a_uniform_guess(name: str, scheme: str) -> None:
