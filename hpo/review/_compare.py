@@ -9,8 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from hpo.review._format import fmt, group_label, markdown_table, text_table
-
-AXES = ("optimizer", "schedule", "init", "weight_decay_band")
+from hpo.review._report import AXES
 
 
 def compare_tables(reports: list[dict[str, Any]]) -> list[tuple[str, list[str], list[list[str]]]]:

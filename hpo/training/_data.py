@@ -18,6 +18,7 @@ import torch
 
 from hpo.errors import UserError
 from hpo.training._config import DataConfig
+from hpo.training._tables import lookup
 
 
 @dataclass(frozen=True)
@@ -189,9 +190,7 @@ def load_data(cfg: DataConfig, with_test: bool = False) -> Data:
         cfg: what to load.
         with_test: also load the test split; studies never do, only final evaluation.
     """
-    if cfg.name not in DATASETS:
-        raise UserError(f"data.name: unknown dataset {cfg.name!r}; allowed: {', '.join(DATASETS)}")
-    pool, test, classes = DATASETS[cfg.name](cfg, with_test)
+    pool, test, classes = lookup(DATASETS, cfg.name, "data.name")(cfg, with_test)
     train, val = _split(pool, cfg.val_fraction, cfg.split_seed)
     pixels = train.images.float().div_(255)
     mean = tuple(pixels.mean(dim=(0, 2, 3)).tolist())

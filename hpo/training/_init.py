@@ -18,8 +18,8 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from hpo.errors import UserError
 from hpo.training._models import closes_residual
+from hpo.training._tables import lookup
 
 InitFn = Callable[[torch.Tensor], object]
 
@@ -48,9 +48,7 @@ def apply_init(model: nn.Module, scheme: str, zero_init_residual: bool) -> None:
     convolution of a pre-activation block) makes every block start as the identity (Goyal et
     al. 2017), which the study treats as its own search dimension.
     """
-    if scheme not in INITS:
-        raise UserError(f"init: unknown scheme {scheme!r}; allowed: {', '.join(INITS)}")
-    fn = INITS[scheme]
+    fn = lookup(INITS, scheme, "init")
     for module in model.modules():
         if isinstance(module, nn.Conv2d):
             if fn is None:

@@ -13,12 +13,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from hpo.errors import UserError
+from hpo.training._tables import lookup
 
 Builder = Callable[..., torch.optim.Optimizer]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class OptimizerEntry:
     """One optimizer family.
 
@@ -43,41 +43,48 @@ def _betas(p: Mapping[str, Any]) -> tuple[float, float]:
 
 _ADAM_PARAMS = {"beta1": 0.9, "beta2": 0.999, "eps": 1e-8}
 
+_SGD_RANGES = {"lr_range": (1e-3, 1.0), "wd_range": (1e-5, 1e-3)}
+_ADAPTIVE_RANGES = {"lr_range": (1e-5, 1e-2), "wd_range": (1e-6, 1e-3)}
+
 OPTIMIZERS: dict[str, OptimizerEntry] = {
     "sgd": OptimizerEntry(
-        lambda g, lr, p, **k: torch.optim.SGD(g, lr=lr, momentum=p["momentum"], **k),
-        (1e-3, 1.0), (1e-5, 1e-3), {"momentum": 0.9}, fused=True,
+        build=lambda g, lr, p, **k: torch.optim.SGD(g, lr=lr, momentum=p["momentum"], **k),
+        **_SGD_RANGES, params={"momentum": 0.9}, fused=True,
     ),
     "nesterov": OptimizerEntry(
-        lambda g, lr, p, **k: torch.optim.SGD(g, lr=lr, momentum=p["momentum"], nesterov=True,
-                                             **k),
-        (1e-3, 1.0), (1e-5, 1e-3), {"momentum": 0.9}, fused=True,
+        build=lambda g, lr, p, **k: torch.optim.SGD(g, lr=lr, momentum=p["momentum"],
+                                                   nesterov=True, **k),
+        **_SGD_RANGES, params={"momentum": 0.9}, fused=True,
     ),
     "adam": OptimizerEntry(
-        lambda g, lr, p, **k: torch.optim.Adam(g, lr=lr, betas=_betas(p), eps=p["eps"], **k),
-        (1e-5, 1e-2), (1e-6, 1e-3), _ADAM_PARAMS, fused=True,
+        build=lambda g, lr, p, **k: torch.optim.Adam(g, lr=lr, betas=_betas(p), eps=p["eps"],
+                                                    **k),
+        **_ADAPTIVE_RANGES, params=_ADAM_PARAMS, fused=True,
     ),
+    # Decoupled weight decay (Loshchilov & Hutter): its own, larger default range.
     "adamw": OptimizerEntry(
-        lambda g, lr, p, **k: torch.optim.AdamW(g, lr=lr, betas=_betas(p), eps=p["eps"], **k),
-        (1e-5, 1e-2), (1e-3, 0.5), _ADAM_PARAMS, fused=True,
+        build=lambda g, lr, p, **k: torch.optim.AdamW(g, lr=lr, betas=_betas(p), eps=p["eps"],
+                                                     **k),
+        lr_range=(1e-5, 1e-2), wd_range=(1e-3, 0.5), params=_ADAM_PARAMS, fused=True,
     ),
     "nadam": OptimizerEntry(
-        lambda g, lr, p, **k: torch.optim.NAdam(g, lr=lr, betas=_betas(p), eps=p["eps"], **k),
-        (1e-5, 1e-2), (1e-6, 1e-3), _ADAM_PARAMS,
+        build=lambda g, lr, p, **k: torch.optim.NAdam(g, lr=lr, betas=_betas(p), eps=p["eps"],
+                                                     **k),
+        **_ADAPTIVE_RANGES, params=_ADAM_PARAMS,
     ),
     "radam": OptimizerEntry(
-        lambda g, lr, p, **k: torch.optim.RAdam(g, lr=lr, betas=_betas(p), eps=p["eps"], **k),
-        (1e-5, 1e-2), (1e-6, 1e-3), _ADAM_PARAMS,
+        build=lambda g, lr, p, **k: torch.optim.RAdam(g, lr=lr, betas=_betas(p), eps=p["eps"],
+                                                     **k),
+        **_ADAPTIVE_RANGES, params=_ADAM_PARAMS,
     ),
     "rmsprop": OptimizerEntry(
-        lambda g, lr, p, **k: torch.optim.RMSprop(
-            g, lr=lr, alpha=p["alpha"], eps=p["eps"], momentum=p["momentum"], **k
-        ),
-        (1e-5, 1e-2), (1e-6, 1e-3), {"momentum": 0.9, "alpha": 0.99, "eps": 1e-8},
+        build=lambda g, lr, p, **k: torch.optim.RMSprop(
+            g, lr=lr, alpha=p["alpha"], eps=p["eps"], momentum=p["momentum"], **k),
+        **_ADAPTIVE_RANGES, params={"momentum": 0.9, "alpha": 0.99, "eps": 1e-8},
     ),
     "adagrad": OptimizerEntry(
-        lambda g, lr, p, **k: torch.optim.Adagrad(g, lr=lr, eps=p["eps"], **k),
-        (1e-3, 1e-1), (1e-6, 1e-3), {"eps": 1e-10},
+        build=lambda g, lr, p, **k: torch.optim.Adagrad(g, lr=lr, eps=p["eps"], **k),
+        lr_range=(1e-3, 1e-1), wd_range=(1e-6, 1e-3), params={"eps": 1e-10},
     ),
 }
 
@@ -115,9 +122,7 @@ def build_optimizer(
     ``accelerated`` (CUDA) picks torch's fused kernels where the family has them, else the
     multi-tensor ``foreach`` path: the same arithmetic in a few kernel launches per step.
     """
-    if name not in OPTIMIZERS:
-        raise UserError(f"optimizer: unknown {name!r}; allowed: {', '.join(OPTIMIZERS)}")
-    entry = OPTIMIZERS[name]
+    entry = lookup(OPTIMIZERS, name, "optimizer")
     settings = {**entry.params, **params}
     groups = param_groups(model, weight_decay, no_decay_bn_bias)
     speed = ({"fused": True} if entry.fused else {"foreach": True}) if accelerated else {}

@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from hpo.errors import UserError
+from hpo.training._tables import lookup
 
 
 @dataclass(frozen=True)
@@ -113,9 +113,7 @@ def lr_at(
     Warmup covers ``round(warmup_epochs * steps_per_epoch)`` steps, at most half of the run; the
     schedule then runs over the remaining steps with p = (step - warmup) / (total - warmup).
     """
-    if name not in SCHEDULES:
-        raise UserError(f"schedule: unknown {name!r}; allowed: {', '.join(SCHEDULES)}")
-    entry = SCHEDULES[name]
+    entry = lookup(SCHEDULES, name, "schedule")
     settings = {**entry.params, **params}
     warmup = min(round(float(settings.get("warmup_epochs", 0.0)) * steps_per_epoch),
                  total_steps // 2)
