@@ -225,6 +225,8 @@ def _finished_twin(trial: optuna.Trial) -> FrozenTrial | None:
     are never matched; a twin that is itself a duplicate stands for its original. A running
     twin is one that another worker drew at the same moment (a grid handed out twice).
     """
+    if not trial.params:  # nothing is searched: repeating the run is the point of the study
+        return None
     system = trial.storage.get_trial_system_attrs(trial._trial_id)  # noqa: SLF001
     if record.FIXED_PARAMS in system or record.RETRY_HISTORY in system:
         return None
