@@ -154,7 +154,9 @@ def run_worker(
             running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
             if not running or not heartbeat_enabled(storage):
                 break
-            time.sleep(spec.liveness.heartbeat_interval)  # let them finish or go stale
+            # let them finish or go stale; a short poll: a worker that is done should not idle
+            # a whole heartbeat interval (30 s by default) after the last trial ends
+            time.sleep(min(spec.liveness.heartbeat_interval, 2.0))
             continue
         left = None if deadline is None else deadline - time.monotonic()
         if left is not None and left <= 0:
