@@ -169,8 +169,11 @@ def verdict(study_name: str, metric: str, leader: FrozenTrial, levels: dict[str,
         where = "" if row["best"] is not None and row["best"] == value else \
             f" at epoch {epoch}, pruned"
         gap = sign * (leader.value - value)
+        if abs(gap) < 5e-5:  # equal at the 4 decimals shown
+            parts.append(f"{axis}: {lvl} ties at {value:.4f}{where}")
+            continue
         parts.append(f"{axis}: runner-up {lvl} {value:.4f}{where}, "
-                     f"{abs(gap):.4f} {'behind' if gap >= 0 else 'ahead'}")
+                     f"{abs(gap):.4f} {'behind' if gap > 0 else 'ahead'}")
     text = (f"{recipe} leads with {metric} {leader.value:.4f} (trial {leader.number}); "
             + "; ".join(parts) + ". ")
     separated = reps["leader_separated"]
