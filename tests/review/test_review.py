@@ -72,6 +72,11 @@ def test_reports_in_every_format(finished: Path) -> None:
     from plotly.offline import get_plotlyjs
 
     assert page.count(get_plotlyjs()[:200]) == 1  # plotly.js once, whatever the figures
+    # every figure says what its axes are, and what an empty heatmap cell means
+    for axis, title in (("x", "epoch"), ("x", "trial"), ("x", "schedule"), ("y", "optimizer"),
+                        ("y", "val_accuracy")):
+        assert f'"{axis}axis":{{"title":{{"text":"{title}"}}' in page, (axis, title)
+    assert "'none': no complete trial" in page and "tiny: " in page  # titles name the study
     assert (finished / "report_figures" / "curves.png").stat().st_size > 1000
     chromium = shutil.which("chromium")
     if chromium:  # kept to be looked at: the report as a reader sees it

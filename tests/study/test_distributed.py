@@ -76,6 +76,15 @@ def _popen_worker(tmp: Path, url: str, name: str, *extra: str) -> subprocess.Pop
     )
 
 
+def _start_worker(tmp: Path, url: str, name: str, epochs: int, wait_for: int
+                  ) -> tuple[subprocess.Popen[str], optuna.trial.FrozenTrial]:
+    """A one-trial slow study, one worker on it, and its trial once it reported ``wait_for``
+    epochs: the starting point of every fault below."""
+    _create(tmp, _slow_spec(tmp, epochs=epochs), url, name)
+    worker = _popen_worker(tmp, url, name)
+    return worker, _wait_for_epochs(url, name, wait_for)
+
+
 def _run_worker(tmp: Path, url: str, name: str, *extra: str) -> None:
     result = run_hpo("worker", "--study", name, "--storage", url,
                      "--checkpoint-dir", str(tmp / "ckpt"), *extra, cwd=tmp)
@@ -130,10 +139,7 @@ def test_killed_worker_trial_resumes_from_its_checkpoint_with_the_same_result(
     tmp_path, pg_study
 ) -> None:
     url, name = pg_study
-    spec = _slow_spec(tmp_path, epochs=4)
-    _create(tmp_path, spec, url, name)
-    victim = _popen_worker(tmp_path, url, name)
-    killed = _wait_for_epochs(url, name, 2)
+    victim, killed = _start_worker(tmp_path, url, name, epochs=4, wait_for=2)
     os.killpg(victim.pid, signal.SIGKILL)  # the machine dies: no handler runs
     victim.wait()
     time.sleep(0.5)
@@ -160,10 +166,7 @@ def test_killed_worker_trial_resumes_from_its_checkpoint_with_the_same_result(
 
 def test_sigterm_checkpoints_exits_0_and_another_worker_resumes(tmp_path, pg_study) -> None:
     url, name = pg_study
-    spec = _slow_spec(tmp_path, epochs=3)
-    _create(tmp_path, spec, url, name)
-    worker = _popen_worker(tmp_path, url, name)
-    first = _wait_for_epochs(url, name, 1)
+    worker, first = _start_worker(tmp_path, url, name, epochs=3, wait_for=1)
     sent = time.monotonic()
     os.killpg(worker.pid, signal.SIGTERM)  # what Slurm and Kubernetes send on preemption
     _, err = worker.communicate(timeout=30)
@@ -189,10 +192,7 @@ def test_sigterm_checkpoints_exits_0_and_another_worker_resumes(tmp_path, pg_stu
 def test_a_late_worker_whose_trial_was_retried_writes_nothing_and_says_so_in_one_line(
         tmp_path, pg_study) -> None:
     url, name = pg_study
-    spec = _slow_spec(tmp_path, epochs=3)
-    _create(tmp_path, spec, url, name)
-    late = _popen_worker(tmp_path, url, name)
-    frozen = _wait_for_epochs(url, name, 1)
+    late, frozen = _start_worker(tmp_path, url, name, epochs=3, wait_for=1)
     os.killpg(late.pid, signal.SIGSTOP)  # a long GC pause, a swapped-out VM, a network split
     try:
         _run_worker(tmp_path, url, name)  # fails the silent trial and completes its retry
@@ -253,10 +253,7 @@ def test_sigterm_during_start_up_exits_0(tmp_path, pg_study, delay: float) -> No
 
 def test_a_corrupt_newest_checkpoint_falls_back_to_the_one_before(tmp_path, pg_study) -> None:
     url, name = pg_study
-    spec = _slow_spec(tmp_path, epochs=4)
-    _create(tmp_path, spec, url, name)
-    victim = _popen_worker(tmp_path, url, name)
-    hit = _wait_for_epochs(url, name, 2)
+    victim, hit = _start_worker(tmp_path, url, name, epochs=4, wait_for=2)
     os.killpg(victim.pid, signal.SIGSTOP)  # hold it still while its checkpoint is damaged
     folder = _checkpoints(tmp_path / "ckpt", url, name)
     newest = folder / f"trial-{hit.number}.pt"
@@ -308,10 +305,7 @@ def test_an_unwritable_checkpoint_directory_is_a_warning_and_checkpoints_come_ba
 def test_a_claimed_retry_whose_worker_died_before_its_heartbeat_is_queued_again(
         tmp_path, pg_study) -> None:
     url, name = pg_study
-    spec = _slow_spec(tmp_path, epochs=3)
-    _create(tmp_path, spec, url, name)
-    worker = _popen_worker(tmp_path, url, name)
-    first = _wait_for_epochs(url, name, 2)
+    worker, first = _start_worker(tmp_path, url, name, epochs=3, wait_for=2)
     os.killpg(worker.pid, signal.SIGTERM)  # checkpointed; its retry is queued
     worker.communicate(timeout=60)
     storage = open_storage(url)
