@@ -15,7 +15,7 @@ from typing import Any
 
 import optuna
 
-from hpo.study._checks import AT_LEAST_ONE, AT_LEAST_TWO, NON_NEGATIVE, POSITIVE, Rule
+from hpo.checks import AT_LEAST_ONE, AT_LEAST_TWO, NON_NEGATIVE, POSITIVE, Rule
 
 _INT0 = Rule("int", bound=NON_NEGATIVE)
 

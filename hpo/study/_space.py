@@ -18,17 +18,15 @@ from typing import Any
 import numpy as np
 import optuna
 
-from hpo.study._checks import (
-    AT_LEAST_ONE,
-    NON_NEGATIVE,
+from hpo.checks import (
     POSITIVE,
-    UNIT_CLOSED,
     UNIT_HALF_OPEN,
-    UNIT_OPEN,
     Checker,
     Rule,
 )
 from hpo.training import INITS, OPTIMIZERS, SCHEDULES, TrainConfig, check_model_name
+from hpo.training._optimizers import OPTIMIZER_SETTINGS
+from hpo.training._schedules import SCHEDULE_SETTINGS
 
 
 @dataclass(frozen=True)
@@ -67,28 +65,8 @@ CONTROLS: dict[str, Rule] = {
     "label_smoothing": Rule("float", bound=UNIT_HALF_OPEN),
 }
 
-# Every optimizer and schedule setting, with the values it may take.
-PARAMS: dict[str, Rule] = {
-    "lr": Rule("float", bound=POSITIVE),
-    "weight_decay": Rule("float", bound=NON_NEGATIVE),
-    "momentum": Rule("float", bound=UNIT_HALF_OPEN),
-    "beta1": Rule("float", bound=UNIT_HALF_OPEN),
-    "beta2": Rule("float", bound=UNIT_HALF_OPEN),
-    "eps": Rule("float", bound=POSITIVE),
-    "alpha": Rule("float", bound=UNIT_CLOSED),
-    "warmup_epochs": Rule("float", bound=NON_NEGATIVE),
-    "milestone1": Rule("float", bound=UNIT_OPEN),
-    "milestone2": Rule("float", bound=UNIT_OPEN),
-    "gamma": Rule("float", bound=(lambda v: 0 < v <= 1, "in (0, 1]")),
-    "min_lr_ratio": Rule("float", bound=UNIT_CLOSED),
-    "cycles": Rule("int", bound=AT_LEAST_ONE),
-    "t_mult": Rule("float", bound=(lambda v: v >= 1, ">= 1")),
-    "pct_start": Rule("float", bound=UNIT_OPEN),
-    "div_factor": Rule("float", bound=(lambda v: v >= 1, ">= 1")),
-    "final_div_factor": Rule("float", bound=(lambda v: v >= 1, ">= 1")),
-    "final_lr_ratio": Rule("float", bound=(lambda v: 0 < v <= 1, "in (0, 1]")),
-    "power": Rule("float", bound=POSITIVE),
-}
+# Every optimizer and schedule setting: the rules live with the tables that define them.
+PARAMS: dict[str, Rule] = {**OPTIMIZER_SETTINGS, **SCHEDULE_SETTINGS}
 
 
 def entry_params(name: str) -> tuple[str, ...]:
@@ -133,10 +111,6 @@ class SearchSpace:
         return d.values if isinstance(d, Choice) else (d.value,)  # type: ignore[union-attr]
 
 
-AXIS_DEFAULTS = {
-    "optimizer": "sgd", "schedule": "step", "init": "kaiming_normal",
-    "zero_init_residual": False, "no_decay_bn_bias": False,
-}
 
 
 def parse_dim(check: Checker, raw: Any, key: str, rule: Rule, ranges: bool = True) -> Dim:
@@ -169,7 +143,8 @@ def parse_dim(check: Checker, raw: Any, key: str, rule: Rule, ranges: bool = Tru
 def parse_search(check: Checker, raw: Mapping[str, Any]) -> SearchSpace:
     """Reads ``[search]``; unknown axes, settings and entries fail with the allowed names."""
     entries = list(OPTIMIZERS) + list(SCHEDULES)
-    axes = {a: Fixed(v) for a, v in AXIS_DEFAULTS.items()}
+    # Unsearched axes keep TrainConfig's own defaults (one copy of them, in TrainConfig).
+    axes = {a: Fixed(getattr(TrainConfig, a)) for a in AXES}
     shared: dict[str, Dim] = {}
     per_entry: dict[str, dict[str, Dim]] = {}
     for key, value in raw.items():

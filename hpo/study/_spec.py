@@ -17,8 +17,7 @@ from typing import Any
 import optuna
 
 from hpo import record
-from hpo.errors import UserError
-from hpo.study._checks import (
+from hpo.checks import (
     AT_LEAST_ONE,
     NON_NEGATIVE,
     UNIT_HALF_OPEN,
@@ -26,12 +25,12 @@ from hpo.study._checks import (
     Checker,
     Rule,
 )
+from hpo.errors import UserError
 from hpo.study._samplers import PATIENCE_OPTIONS, PRUNERS, SAMPLERS, missing_package
 from hpo.study._space import AXES, PARAMS, SearchSpace, entry_params, grid_space, parse_search
 from hpo.study._storage import Liveness, find_study
 from hpo.training import (
     DATASETS,
-    SYNTHETIC_DEFAULTS,
     DataConfig,
     ModelConfig,
     TrainConfig,
@@ -50,12 +49,6 @@ _DATA_RULES = {
     "flip": Rule("bool"),
     "download": Rule("bool"),
     "loader": Rule("str", choices=("device", "dataloader")),
-}
-# Keys that only one dataset understands; they land in DataConfig.options.
-_DATASET_OPTIONS: dict[str, dict[str, Rule]] = {
-    "synthetic": {k: Rule("int", bound=AT_LEAST_ONE if k != "seed" else NON_NEGATIVE)
-                  for k in SYNTHETIC_DEFAULTS},
-    "imagefolder": {"image_size": Rule("int", bound=AT_LEAST_ONE)},
 }
 _TRAINING_RULES = {
     "epochs": Rule("int", bound=AT_LEAST_ONE),
@@ -239,7 +232,7 @@ def _model(c: Checker, table: dict[str, Any], path: str) -> ModelConfig:
 
 def _data(c: Checker, table: dict[str, Any], path: str = "data") -> DataConfig:
     name = c.get(table, path, "name", _DATA_RULES["name"], "digits")
-    extra = _DATASET_OPTIONS.get(name, {})
+    extra = DATASETS[name].options  # keys only this dataset understands
     c.no_unknown(table, path, [*_DATA_RULES, *extra])
     common = {k: c.value(v, f"{path}.{k}", _DATA_RULES[k])
               for k, v in table.items() if k in _DATA_RULES}

@@ -9,13 +9,14 @@ fixed seed; the test split is loaded only on request and never by a study.
 from __future__ import annotations
 
 import pickle
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from hpo.checks import AT_LEAST_ONE, NON_NEGATIVE, Rule
 from hpo.errors import UserError
 from hpo.training._config import DataConfig
 from hpo.training._tables import lookup
@@ -174,12 +175,23 @@ def _imagefolder(cfg: DataConfig, with_test: bool) -> tuple[Split, Split | None,
     return pool, test if with_test else None, classes
 
 
-DATASETS: dict[str, Source] = {
-    "digits": _digits,
-    "synthetic": _synthetic,
-    "cifar10": _cifar,
-    "cifar100": _cifar,
-    "imagefolder": _imagefolder,
+@dataclass(frozen=True)
+class DatasetEntry:
+    """A dataset: its loader and the options only it understands (``[data]`` keys that land in
+    :attr:`DataConfig.options`), with their rules."""
+
+    load: Source
+    options: Mapping[str, Rule] = field(default_factory=dict)
+
+
+DATASETS: dict[str, DatasetEntry] = {
+    "digits": DatasetEntry(_digits),
+    "synthetic": DatasetEntry(_synthetic, {
+        k: Rule("int", bound=NON_NEGATIVE if k == "seed" else AT_LEAST_ONE)
+        for k in SYNTHETIC_DEFAULTS}),
+    "cifar10": DatasetEntry(_cifar),
+    "cifar100": DatasetEntry(_cifar),
+    "imagefolder": DatasetEntry(_imagefolder, {"image_size": Rule("int", bound=AT_LEAST_ONE)}),
 }
 
 
@@ -190,7 +202,7 @@ def load_data(cfg: DataConfig, with_test: bool = False) -> Data:
         cfg: what to load.
         with_test: also load the test split; studies never do, only final evaluation.
     """
-    pool, test, classes = lookup(DATASETS, cfg.name, "data.name")(cfg, with_test)
+    pool, test, classes = lookup(DATASETS, cfg.name, "data.name").load(cfg, with_test)
     train, val = _split(pool, cfg.val_fraction, cfg.split_seed)
     pixels = train.images.float().div_(255)
     mean = tuple(pixels.mean(dim=(0, 2, 3)).tolist())

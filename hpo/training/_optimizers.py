@@ -13,6 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from hpo.checks import NON_NEGATIVE, POSITIVE, UNIT_CLOSED, UNIT_HALF_OPEN, Rule
 from hpo.training._tables import lookup
 
 Builder = Callable[..., torch.optim.Optimizer]
@@ -43,6 +44,16 @@ def _betas(p: Mapping[str, Any]) -> tuple[float, float]:
 
 _ADAM_PARAMS = {"beta1": 0.9, "beta2": 0.999, "eps": 1e-8}
 
+# Every optimizer setting a spec may fix or search, with the values it may take.
+OPTIMIZER_SETTINGS: dict[str, Rule] = {
+    "lr": Rule("float", bound=POSITIVE),
+    "weight_decay": Rule("float", bound=NON_NEGATIVE),
+    "momentum": Rule("float", bound=UNIT_HALF_OPEN),
+    "beta1": Rule("float", bound=UNIT_HALF_OPEN),
+    "beta2": Rule("float", bound=UNIT_HALF_OPEN),
+    "eps": Rule("float", bound=POSITIVE),
+    "alpha": Rule("float", bound=UNIT_CLOSED),
+}
 _SGD_RANGES = {"lr_range": (1e-3, 1.0), "wd_range": (1e-5, 1e-3)}
 _ADAPTIVE_RANGES = {"lr_range": (1e-5, 1e-2), "wd_range": (1e-6, 1e-3)}
 

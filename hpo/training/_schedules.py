@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from hpo.checks import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, UNIT_CLOSED, UNIT_OPEN, Rule
 from hpo.training._tables import lookup
 
 
@@ -71,6 +72,21 @@ def _cos_between(start: float, end: float, t: float) -> float:
     return end + (start - end) * 0.5 * (1 + math.cos(math.pi * t))
 
 
+# Every schedule setting a spec may fix or search, with the values it may take.
+SCHEDULE_SETTINGS: dict[str, Rule] = {
+    "warmup_epochs": Rule("float", bound=NON_NEGATIVE),
+    "milestone1": Rule("float", bound=UNIT_OPEN),
+    "milestone2": Rule("float", bound=UNIT_OPEN),
+    "gamma": Rule("float", bound=(lambda v: 0 < v <= 1, "in (0, 1]")),
+    "min_lr_ratio": Rule("float", bound=UNIT_CLOSED),
+    "cycles": Rule("int", bound=AT_LEAST_ONE),
+    "t_mult": Rule("float", bound=(lambda v: v >= 1, ">= 1")),
+    "pct_start": Rule("float", bound=UNIT_OPEN),
+    "div_factor": Rule("float", bound=(lambda v: v >= 1, ">= 1")),
+    "final_div_factor": Rule("float", bound=(lambda v: v >= 1, ">= 1")),
+    "final_lr_ratio": Rule("float", bound=(lambda v: 0 < v <= 1, "in (0, 1]")),
+    "power": Rule("float", bound=POSITIVE),
+}
 _WARMUP = {"warmup_epochs": 0.0}
 _COSINE = {"min_lr_ratio": 0.0}
 

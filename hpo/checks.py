@@ -1,7 +1,9 @@
 """Typed reading of spec tables, with errors that name the file, the key and what is allowed.
 
 Every user mistake in a spec becomes one :class:`~hpo.errors.UserError` line of the form
-``<file>: <dotted.key>: <what is wrong>; <what is allowed>``.
+``<file>: <dotted.key>: <what is wrong>; <what is allowed>``. On the ground floor (standard
+library only), so that the training core's tables carry the rules of their own settings and the
+study layer reads specs with them.
 """
 
 from __future__ import annotations
