@@ -15,6 +15,11 @@ import optuna
 from hpo import record
 
 
+def _shown(value: Any) -> Any:
+    """Booleans as yes/no, as every hpo table prints them."""
+    return ("yes" if value else "no") if isinstance(value, bool) else value
+
+
 def lineage(user_attrs: dict[str, Any], retry_history: list[int]) -> str:
     """What the trial is beyond its recipe: a replicate (of which trial, which seed, its test
     accuracy) or a retry (of which trials, resumed from which epoch); empty otherwise."""
@@ -52,7 +57,7 @@ def note_markdown(number: int, config: dict[str, Any], curve: dict[str, list[flo
                   gradients: dict[str, Any] | None = None) -> str:
     """The trial's recipe, how its curve went, and why it stopped; ``about``: its lineage."""
     settings = {**config.get("optimizer_params", {}), **config.get("schedule_params", {})}
-    rows = "\n".join(f"| {k} | {v} |" for k, v in [
+    rows = "\n".join(f"| {k} | {_shown(v)} |" for k, v in [
         ("optimizer", config.get("optimizer")), ("lr", config.get("lr")),
         ("weight decay", config.get("weight_decay")), ("schedule", config.get("schedule")),
         ("init", config.get("init")), ("zero-init residual", config.get("zero_init_residual")),
