@@ -75,6 +75,14 @@ def _level(t: FrozenTrial, axis: str) -> str:
     return str(c.get(axis, "?"))
 
 
+def _by_level(trials: list[FrozenTrial], axis: str) -> list[tuple[str, list[FrozenTrial]]]:
+    """``trials`` grouped by their level on ``axis``, levels in sorted order."""
+    groups: dict[str, list[FrozenTrial]] = defaultdict(list)
+    for t in trials:
+        groups[_level(t, axis)].append(t)
+    return sorted(groups.items())
+
+
 def _summary(values: list[float], n: int, sign: float) -> dict[str, Any]:
     ranked = sorted(values, key=lambda v: -sign * v)
     quartile = ranked[: max(1, math.ceil(len(ranked) / 4))] if ranked else []
@@ -93,11 +101,8 @@ def factors(finished: list[FrozenTrial], sign: float) -> dict[str, Any]:
     """Per-axis tables and the optimizer x schedule matrix of best values."""
     out: dict[str, Any] = {}
     for axis in AXES:
-        groups: dict[str, list[FrozenTrial]] = defaultdict(list)
-        for t in finished:
-            groups[_level(t, axis)].append(t)
         out[axis] = {}
-        for level, ts in sorted(groups.items()):
+        for level, ts in _by_level(finished, axis):
             row = _summary([t.value for t in ts if t.state == TrialState.COMPLETE], len(ts), sign)
             reached = _best([(record.last_value(t), max(t.intermediate_values, default=0))
                              for t in ts if record.last_value(t) is not None], sign)
@@ -128,11 +133,8 @@ def rungs(finished: list[FrozenTrial], sign: float, full_epochs: int) -> dict[st
     epochs = sorted(stops | ({full_epochs} if full_epochs else set()))
     by: dict[str, Any] = {}
     for axis in AXES[:3]:
-        groups: dict[str, list[FrozenTrial]] = defaultdict(list)
-        for t in finished:
-            groups[_level(t, axis)].append(t)
         by[axis] = {}
-        for level, ts in sorted(groups.items()):
+        for level, ts in _by_level(finished, axis):
             rows = []
             for epoch in epochs:
                 there = [t for t in ts if epoch in t.intermediate_values]

@@ -140,10 +140,8 @@ class Objective:
             # Too many trials share this GPU: requeue the trial (never lost) and let this
             # worker process end, so that the GPU runs one trial fewer from now on.
             self.out_of_memory = True
-            trial.set_user_attr(record.STOP_REASON, f"out of memory on {self.device}; queued to "
-                                               "resume at lower packing")
-            requeue(trial.study, trial.number, self.liveness, fail=False)
-            trial.study.stop()
+            self._requeue(trial, f"out of memory on {self.device}; queued to resume at lower "
+                                 "packing")
             raise TrialInterrupted("out of memory") from None
         except TrialAbandoned:
             raise
@@ -153,10 +151,7 @@ class Objective:
         trial.set_user_attr(record.EPOCHS_RUN, result.epochs_run)
         trial.set_user_attr(record.WALL_TIME_S, round(result.wall_time_s, 3))
         if result.status == "interrupted":
-            trial.set_user_attr(record.STOP_REASON, f"{result.stop_reason}; checkpointed and "
-                                               "queued to resume")
-            requeue(trial.study, trial.number, self.liveness, fail=False)
-            trial.study.stop()
+            self._requeue(trial, f"{result.stop_reason}; checkpointed and queued to resume")
             raise TrialInterrupted(result.stop_reason)
         trial.set_user_attr(record.STOP_REASON, result.stop_reason)
         if result.test_accuracy is not None:
@@ -195,6 +190,13 @@ class Objective:
             self._flows.append(m.flow)
             trial.set_user_attr(record.GRADIENTS, record.gradients_of(self._flows))
         return value
+
+    def _requeue(self, trial: optuna.Trial, reason: str) -> None:
+        """Queues the trial's retry (it resumes from the checkpoint) and stops this worker's
+        loop; the trial itself ends FAIL with ``reason`` when the objective raises."""
+        trial.set_user_attr(record.STOP_REASON, reason)
+        requeue(trial.study, trial.number, self.liveness, fail=False)
+        trial.study.stop()
 
     @staticmethod
     def _retry_history(trial: optuna.Trial) -> list[int]:
