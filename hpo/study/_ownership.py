@@ -28,7 +28,6 @@ from hpo.study._storage import Liveness, requeue
 _log = logging.getLogger("hpo.worker")
 
 
-
 class TrialLocks:
     """The lock files of one study's running trials."""
 
@@ -117,8 +116,8 @@ def requeue_unowned(study: optuna.Study, locks: TrialLocks, liveness: Liveness) 
             continue
         if study._storage.get_trial(t._trial_id).state != TrialState.RUNNING:  # noqa: SLF001
             continue  # it finished while we looked
-        who = (f"its worker (pid {t.user_attrs['worker_pid']} on {t.user_attrs.get('host')})"
-               if record.WORKER_PID in t.user_attrs else "its worker")
+        pid, host = t.user_attrs.get(record.WORKER_PID), t.user_attrs.get(record.HOST)
+        who = f"its worker (pid {pid} on {host})" if pid is not None else "its worker"
         how = "no process holds the trial's lock" if t.user_attrs.get(record.OWNER_LOCK) else \
             "its process is gone"
         number = requeue(study, t.number, liveness,
