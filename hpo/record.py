@@ -22,7 +22,8 @@ STUDY_UID = "hpo_uid"  # the study's identity; names its checkpoint folder
 # --- trial user attributes: what the trial is (kept by a retry)
 REPLICATE_OF = "replicate_of"  # number of the trial a replicate retrains
 REPLICATE_SEED = "replicate_seed"  # the replicate's training seed
-LINEAGE = (REPLICATE_OF, REPLICATE_SEED)
+PROMOTED_FROM = "promoted_from"  # a continuation: the paused trial it resumes (asha pruner)
+LINEAGE = (REPLICATE_OF, REPLICATE_SEED, PROMOTED_FROM)
 
 # --- trial user attributes: how its run went (written afresh by every run)
 CONFIG = "config"  # the resolved TrainConfig as a dict
@@ -39,6 +40,8 @@ STOP_REASON = "stop_reason"
 RESUMED_FROM_EPOCH = "resumed_from_epoch"
 TEST_ACCURACY = "test_accuracy"  # replicates only: the one place the test split is read
 DUPLICATE_OF = "duplicate_of"  # a sampled repeat of a finished trial, not trained again
+WARM_START = "warm_start"  # "<study>#<number>": copied from an earlier study, not trained here
+PAUSED_AT = "paused_at"  # epoch where the asha pruner paused it; a continuation may resume it
 # per stage, per epoch: stages, grad_norm, weight_norm, update_ratio (lists of lists); per
 # epoch: ratio (stem over last stage) and state (None, "vanishing" or "exploding")
 GRADIENTS = "gradients"
@@ -47,31 +50,48 @@ GRADIENTS = "gradients"
 FAILED_TRIAL = "failed_trial"  # the first trial of a retry chain
 RETRY_HISTORY = "retry_history"  # every earlier trial of the chain, oldest first
 FIXED_PARAMS = "fixed_params"  # set by enqueue_trial
+PROMOTIONS = "hpo_promotions"  # continuations in the chain (they spend no retry)
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
-# Trial states by the names every hpo command prints (progress, status, report).
+# Trial states by the names every hpo command prints (progress, status, report); "paused" is a
+# PRUNED trial that the asha pruner may still promote (it carries ``paused_at``).
 STATE_NAMES = {"complete": TrialState.COMPLETE, "pruned": TrialState.PRUNED,
-               "failed": TrialState.FAIL, "running": TrialState.RUNNING,
-               "waiting": TrialState.WAITING}
+               "paused": TrialState.PRUNED, "failed": TrialState.FAIL,
+               "running": TrialState.RUNNING, "waiting": TrialState.WAITING}
 
 
 def is_replicate(trial: FrozenTrial) -> bool:
     return REPLICATE_OF in trial.user_attrs
 
 
-def count_states(trials: Iterable[FrozenTrial]) -> dict[str, int]:
-    """Trials per state, by :data:`STATE_NAMES`."""
-    states = [t.state for t in trials]
-    return {name: states.count(state) for name, state in STATE_NAMES.items()}
+def is_warm(trial: FrozenTrial) -> bool:
+    """A warm-start trial: another study's result that seeds the sampler, not trained here."""
+    return WARM_START in trial.user_attrs
+
+
+def state_name(trial: FrozenTrial) -> str:
+    """The trial's state by :data:`STATE_NAMES`."""
+    if trial.state == TrialState.PRUNED and PAUSED_AT in trial.user_attrs:
+        return "paused"
+    return next(name for name, state in STATE_NAMES.items() if state == trial.state)
+
+
+def count_states(trials: Sequence[FrozenTrial]) -> dict[str, int]:
+    """Trials per state, by :data:`STATE_NAMES`; a paused trial that a continuation carries on
+    is not counted (its lineage is one configuration, counted by its last trial)."""
+    continued = retried_numbers(trials)
+    names = [state_name(t) for t in trials
+             if not (t.state == TrialState.PRUNED and t.number in continued)]
+    return {name: names.count(name) for name in STATE_NAMES}
 
 
 def split_replicates(trials: Sequence[FrozenTrial]) -> tuple[list[FrozenTrial], int]:
     """(the study's own trials, the number of finished replicates): how progress, status and
     report count, so that they agree. A replicate still queued or running counts as work in
     progress with the study's own trials."""
-    own = [t for t in trials if not is_replicate(t) or t.state not in
-           (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)]
-    return own, len(trials) - len(own)
+    own = [t for t in trials if not is_warm(t) and (not is_replicate(t) or t.state not in
+           (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL))]
+    return own, sum(is_replicate(t) for t in trials) - sum(is_replicate(t) for t in own)
 
 
 def retry_history(trial: FrozenTrial) -> list[int]:
@@ -116,7 +136,7 @@ def ranked(study: optuna.Study, trials: Sequence[FrozenTrial] | None = None,
     sign = direction_sign(study)
     pool = study.get_trials(deepcopy=False) if trials is None else trials
     chosen = [t for t in pool if t.state in states and last_value(t) is not None
-              and (replicates or not is_replicate(t))]
+              and (replicates or not is_replicate(t)) and not is_warm(t)]
     return sorted(chosen, key=lambda t: (-sign * last_value(t), t.number))  # type: ignore
 
 

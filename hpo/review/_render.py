@@ -29,6 +29,10 @@ def sections(r: dict[str, Any], only: tuple[str, ...] = SECTIONS) -> list[tuple[
     out: list[tuple[str, str, Table]] = []
     counts = r["n_trials"]
     out.append(("trials", "Trials", (list(counts), [[str(v) for v in counts.values()]])))
+    if r.get("warm_start"):
+        out.append(("trials", "Warm start: trials copied from earlier studies to seed the "
+                              "sampler (in no statistic below)",
+                    (["study", "trials"], [[k, str(v)] for k, v in r["warm_start"].items()])))
     rows = []
     for i, t in enumerate(r["top"], 1):
         c = t["config"]
@@ -72,7 +76,8 @@ def sections(r: dict[str, Any], only: tuple[str, ...] = SECTIONS) -> list[tuple[
     out.append(("compute", "Compute", (["outcome", "trials", "epochs", "device-hours"],
                                        [[k, str(comp[k]["trials"]), str(comp[k]["epochs"]),
                                          fmt(comp[k]["device_hours"], 4)]
-                                        for k in ("complete", "pruned", "failed", "retried")])))
+                                        for k in ("complete", "pruned", "paused", "promoted",
+                                                  "failed", "retried")])))
     p = comp["pruning"]
     out.append(("compute", "Pruning", (["epochs if every trial ran fully", "epochs run", "saved",
                                         "share saved"],

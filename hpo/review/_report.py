@@ -6,9 +6,11 @@ Schema (``hpo/review/report.schema.json`` is the machine-readable form):
 - ``verdict``: one sentence with numbers: the leading recipe, the best value of the runner-up
   level of each axis and the gap, and whether replicates separated them (or the command that
   would decide)
-- ``n_trials``: count per state (``complete``, ``pruned``, ``failed``, ``running``,
-  ``waiting``) of the study's own trials; ``duplicates`` (of those, reused results) and
-  ``replicates`` (replicate trials, any state) apart
+- ``n_trials``: count per state (``complete``, ``pruned``, ``paused``, ``failed``,
+  ``running``, ``waiting``) of the study's own trials; ``duplicates`` (of those, reused
+  results), ``replicates`` (replicate trials, any state) and ``warm_start`` (trials copied from
+  earlier studies to seed the sampler) apart
+- ``warm_start``: how many trials came from each earlier study (they enter no statistic)
 - ``best``: ``value``, ``trial_number``, ``config`` of the best complete trial
 - ``top``: the best K trials, complete first, pruned ones (by their last value) filling the
   rest: ``trial_number``, ``state``, ``value``, ``epochs``, ``wall_time_s``, ``config``,
@@ -30,9 +32,11 @@ Schema (``hpo/review/report.schema.json`` is the machine-readable form):
   ``ratio_last`` (median stem-to-last-stage gradient ratio at epoch 1 and at the last epoch),
   ``flagged`` (share of trials that vanished or exploded at some epoch), ``update_ratio``
   (per stage, median ||w_end - w_start|| / ||w_start|| of the last epoch)
-- ``compute``: per category (``complete``, ``pruned``, ``failed``, ``retried``): ``trials``,
-  ``epochs`` (trained by that trial itself), ``device_hours``; and ``pruning``: ``full_epochs``
-  (finished trials x the spec's epochs), ``epochs_run``, ``saved_epochs``, ``saved_share``
+- ``compute``: per category (``complete``, ``pruned``, ``paused`` (the asha pruner's, still
+  promotable), ``promoted`` (paused, then carried on by a continuation), ``failed``,
+  ``retried``): ``trials``, ``epochs`` (trained by that trial itself, so each epoch counts
+  once), ``device_hours``; and ``pruning``: ``full_epochs`` (finished configurations x the
+  spec's epochs), ``epochs_run``, ``saved_epochs``, ``saved_share``
 - ``replicates``: per replicated trial: ``trial_number``, ``n``, ``val_mean``, ``val_ci95``,
   ``test_mean``, ``test_ci95``, ``values``; ``leader_separated`` (Welch's t-test, p < 0.05)
   and its ``p_value``
@@ -208,23 +212,25 @@ def compute(trials: list[FrozenTrial], full_epochs: int) -> dict[str, Any]:
     finished trial to the full budget would have cost.
     """
     retried = record.retried_numbers(trials)
-    cats: dict[str, list[FrozenTrial]] = {"complete": [], "pruned": [], "failed": [],
-                                          "retried": []}
+    cats: dict[str, list[FrozenTrial]] = {"complete": [], "pruned": [], "paused": [],
+                                          "promoted": [], "failed": [], "retried": []}
     for t in trials:
         if t.state == TrialState.COMPLETE:
             cats["complete"].append(t)
         elif t.state == TrialState.PRUNED:
-            cats["pruned"].append(t)
+            cats["promoted" if t.number in retried else record.state_name(t)].append(t)
         elif t.state == TrialState.FAIL:
             cats["retried" if t.number in retried else "failed"].append(t)
     out: dict[str, Any] = {
         k: {"trials": len(ts), "epochs": sum(_epochs_trained(t) for t in ts),
             "device_hours": round(sum(_hours(t) for t in ts), 6)} for k, ts in cats.items()
     }
-    finished = cats["complete"] + cats["pruned"]
+    # Each lineage once, by its last trial, whose epochs_run counts the whole lineage's epochs.
+    stopped = cats["pruned"] + cats["paused"]
+    finished = cats["complete"] + stopped
     run = sum(int(t.user_attrs.get(record.EPOCHS_RUN, 0)) for t in finished)
     full = full_epochs * len(finished)
-    saved = sum(full_epochs - int(t.user_attrs.get(record.EPOCHS_RUN, 0)) for t in cats["pruned"])
+    saved = sum(full_epochs - int(t.user_attrs.get(record.EPOCHS_RUN, 0)) for t in stopped)
     out["pruning"] = {"full_epochs": full, "epochs_run": run, "saved_epochs": saved,
                       "saved_share": saved / full if full else 0.0}
     return out
@@ -341,12 +347,17 @@ def build_report(study: optuna.Study, storage_shown: str, top_k: int = 5) -> dic
     """The report of ``study``; refuses a study with no complete trial."""
     trials = study.get_trials(deepcopy=False)
     metric = record.spec_metric(study)
-    main = [t for t in trials if not record.is_replicate(t)]
+    main = [t for t in trials if not record.is_replicate(t) and not record.is_warm(t)]
+    warm: dict[str, int] = defaultdict(int)
+    for t in trials:
+        if record.is_warm(t):
+            warm[str(t.user_attrs[record.WARM_START]).rpartition("#")[0]] += 1
     full_epochs = record.spec_epochs(study) or max(
         (int(t.user_attrs.get(record.EPOCHS_RUN, 0)) for t in main), default=0)
     sign = record.direction_sign(study)
     originals = [t for t in main if record.DUPLICATE_OF not in t.user_attrs]
-    finished = [t for t in originals if t.state in record.FINISHED]
+    continued = record.retried_numbers(originals)  # a lineage counts by its last trial
+    finished = [t for t in originals if t.state in record.FINISHED and t.number not in continued]
     complete = record.ranked_complete(study, originals)
     if not main:
         raise UserError(f"study {study.study_name!r} has no trial yet")
@@ -356,7 +367,8 @@ def build_report(study: optuna.Study, storage_shown: str, top_k: int = 5) -> dic
                         f"{states}); nothing to report")
     counts = record.count_states(main)
     counts["duplicates"] = len(main) - len(originals)
-    counts["replicates"] = len(trials) - len(main)
+    counts["replicates"] = sum(record.is_replicate(t) for t in trials)
+    counts["warm_start"] = sum(warm.values())
     best = complete[0]
     top = (complete + record.ranked(study, finished, states=(TrialState.PRUNED,)))[:top_k]
     levels = factors(finished, sign)
@@ -371,7 +383,7 @@ def build_report(study: optuna.Study, storage_shown: str, top_k: int = 5) -> dic
         "n_trials": counts,
         "best": {"value": best.value, "trial_number": best.number,
                  "config": best.user_attrs.get(record.CONFIG, {})},
-        "top": [{"trial_number": t.number, "state": t.state.name.lower(),
+        "top": [{"trial_number": t.number, "state": record.state_name(t),
                  "value": record.last_value(t),
                  "epochs": t.user_attrs.get(record.EPOCHS_RUN),
                  "wall_time_s": t.user_attrs.get(record.WALL_TIME_S),
@@ -384,6 +396,7 @@ def build_report(study: optuna.Study, storage_shown: str, top_k: int = 5) -> dic
         "importances_note": note,
         "gradient_flow": gradient_flow(finished),
         "compute": compute(originals, full_epochs),
+        "warm_start": dict(warm),
         "replicates": reps,
     }
 

@@ -8,8 +8,9 @@ file storage (or in the working directory for a URL).
 
 Retention: when a trial ends, the checkpoints of its predecessors (the trials it retried) and
 of every finished trial outside the best ``keep`` are deleted; the best ``keep`` complete trials
-keep their final checkpoint. Running, waiting and retry-pending trials keep theirs, so the disk
-holds at most ``keep`` + (workers) + (pending retries) files per study.
+keep their final checkpoint. Running, waiting, retry-pending and paused trials (the asha
+pruner's, which a promotion may resume) keep theirs, so the disk holds at most ``keep`` +
+(workers) + (pending retries) + (paused trials) files per study.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from optuna.trial import TrialState
 
 from hpo import record
 from hpo.errors import UserError
+from hpo.study._promotion import paused
 from hpo.study._storage import redact
 
 ENV_VAR = "HPO_CHECKPOINT_DIR"
@@ -155,6 +157,7 @@ class CheckpointStore:
         by_number = {t.number: t for t in trials}
         pending = record.retried_numbers(
             t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING))
+        pending |= {t.number for t in paused(trials)}  # a promotion resumes from them
         best = {t.number for t in record.ranked_complete(study, trials)[:keep]}
         try:
             for file in self.dir.iterdir():

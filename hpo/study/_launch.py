@@ -19,6 +19,7 @@ from hpo.study._pool import Slot, run_pool
 from hpo.study._signals import StopFlag
 from hpo.study._spec import StudySpec
 from hpo.study._storage import open_storage, redact
+from hpo.study._warm import warm_sources, warm_start
 
 
 def create_or_resume(spec: StudySpec, storage_url: str, study_name: str) -> optuna.Study:
@@ -28,6 +29,7 @@ def create_or_resume(spec: StudySpec, storage_url: str, study_name: str) -> optu
     so is taking over a study that another tool created.
     """
     storage = open_storage(storage_url)
+    sources = warm_sources(storage, spec, storage_url)  # checked before anything is created
     study = optuna.create_study(
         study_name=study_name, storage=storage, direction=spec.direction, load_if_exists=True
     )
@@ -40,6 +42,7 @@ def create_or_resume(spec: StudySpec, storage_url: str, study_name: str) -> optu
         # The study's identity: it names the checkpoint folder, so that a same-named study in
         # another storage never reads or deletes this one's checkpoints.
         study.set_user_attr(record.STUDY_UID, uuid.uuid4().hex)
+        warm_start(study, spec, sources, storage_url)
     elif _canonical(stored) != _canonical(spec.raw):
         differ = ", ".join(_differing_keys(stored, spec.raw)) or "their layout"
         raise UserError(f"study {study_name!r} already exists in {redact(storage_url)} with a "

@@ -28,8 +28,12 @@ def lineage(user_attrs: dict[str, Any], retry_history: list[int]) -> str:
         return (f"**Replicate** of trial {user_attrs[record.REPLICATE_OF]}, seed "
                 f"{user_attrs.get(record.REPLICATE_SEED)}: never pruned, not counted in the "
                 f"study's budget; test accuracy {'-' if test is None else f'{test:.4f}'}\n\n")
+    resumed = user_attrs.get(record.RESUMED_FROM_EPOCH)
+    if record.PROMOTED_FROM in user_attrs:
+        return (f"**Promoted**: continues paused trial {user_attrs[record.PROMOTED_FROM]}"
+                + (f", resumed after epoch {resumed}" if resumed else ", started afresh (no "
+                   "checkpoint was left)") + "\n\n")
     if retry_history:
-        resumed = user_attrs.get(record.RESUMED_FROM_EPOCH)
         return (f"**Retry** of trial(s) {', '.join(map(str, retry_history))}"
                 + (f", resumed after epoch {resumed}" if resumed else ", started afresh")
                 + "\n\n")

@@ -29,6 +29,7 @@ from hpo import record
 from hpo.study._checkpoints import CheckpointStore
 from hpo.study._notes import attach, lineage
 from hpo.study._ownership import TrialLocks
+from hpo.study._promotion import AshaPruner, duplicate_promotion
 from hpo.study._space import suggest_config
 from hpo.study._spec import StudySpec
 from hpo.study._storage import Liveness, requeue
@@ -106,6 +107,9 @@ class Objective:
         twin = None if spec.repeats else _finished_twin(trial)
         if twin is not None:
             return _reuse(trial, twin)
+        earlier = duplicate_promotion(trial)
+        if earlier is not None:
+            return _reuse_promotion(trial, earlier)
         if self.sampler_seed is not None:
             trial.set_user_attr(record.SAMPLER_SEED, self.sampler_seed)
         trial.set_user_attr(record.CPU_THREADS, torch.get_num_threads())
@@ -115,10 +119,17 @@ class Objective:
         curve: dict[str, list[float]] = {"train_loss": [], "val_loss": [], "val_accuracy": []}
         self._flows: list[dict[str, Any]] = []
 
+        pauses = isinstance(trial.study.pruner, AshaPruner) and trial.study.pruner.promotion
+
         def on_epoch(m: EpochMetrics) -> str | None:
             try:
                 value = self._record_epoch(trial, m, curve)
                 if not replicate and trial.should_prune():
+                    if pauses:
+                        trial.set_user_attr(record.PAUSED_AT, m.epoch)
+                        return (f"paused after epoch {m.epoch} ({spec.metric} {value:.4f}): "
+                                "outside the best 1/eta of its rung for now; resumes from its "
+                                "checkpoint if later trials rank it there")
                     return f"pruned by the {spec.pruner} pruner after epoch {m.epoch} " \
                            f"({spec.metric} {value:.4f})"
             except optuna.exceptions.UpdateFinishedTrialError:
@@ -235,7 +246,7 @@ def _finished_twin(trial: optuna.Trial) -> FrozenTrial | None:
     states = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
     twins = [t for t in trial.study.get_trials(deepcopy=False, states=states)
              if t.params == trial.params and t.number != trial.number
-             and record.REPLICATE_OF not in t.user_attrs
+             and record.REPLICATE_OF not in t.user_attrs and not record.is_warm(t)
              and not (t.state == TrialState.RUNNING and (t.number > trial.number or
                                                          record.DUPLICATE_OF in t.user_attrs))]
     if not twins:
@@ -248,6 +259,16 @@ def _finished_twin(trial: optuna.Trial) -> FrozenTrial | None:
 class DuplicateOfRunning(Exception):
     """Another worker trains these very parameters now: this trial ends FAIL, untrained (the
     samplers ignore failed trials, so the configuration is not marked bad)."""
+
+
+def _reuse_promotion(trial: optuna.Trial, earlier: int) -> float:
+    """Ends a continuation that another worker queued too, untrained: ``earlier`` runs it."""
+    reason = (f"duplicate promotion of trial {trial.user_attrs[record.PROMOTED_FROM]}: trial "
+              f"{earlier} continues it, not trained again")
+    trial.set_user_attr(record.DUPLICATE_OF, earlier)
+    trial.set_user_attr(record.EPOCHS_RUN, 0)
+    trial.set_user_attr(record.STOP_REASON, reason)
+    raise DuplicateOfRunning(reason)
 
 
 def _reuse(trial: optuna.Trial, twin: FrozenTrial) -> float:

@@ -71,6 +71,7 @@ class Progress:
 
     complete: int = 0
     pruned: int = 0
+    paused: int = 0
     failed: int = 0
     running: int = 0
     waiting: int = 0
@@ -92,7 +93,7 @@ class Progress:
         best = "-" if self.best is None else f"{self.best:.4f} (trial {self.best_trial})"
         queued = f", {self.waiting} queued" if self.waiting else ""
         reps = f", {self.replicates} replicates done" if self.replicates else ""
-        done = self.complete + self.pruned
+        done = self.complete + self.pruned + self.paused
         # Each worker may finish one trial past the budget: say so rather than print 61/60.
         count = f"{done}/{budget}" if done <= budget else f"{done} (budget {budget})"
         return (f"[hpo] {count} finished: {self.complete} complete, {self.pruned} pruned, "

@@ -16,6 +16,7 @@ from typing import Any
 import optuna
 
 from hpo.checks import AT_LEAST_ONE, AT_LEAST_TWO, NON_NEGATIVE, POSITIVE, Rule
+from hpo.study._promotion import AshaPruner
 
 _INT0 = Rule("int", bound=NON_NEGATIVE)
 
@@ -90,6 +91,15 @@ PRUNERS: dict[str, Component] = {
     "hyperband": Component(
         {**_RUNGS, "max_resource": Rule("int", bound=AT_LEAST_ONE)},
         lambda **o: optuna.pruners.HyperbandPruner(**o),
+    ),
+    # hpo's own: pauses instead of stopping, and promotes paused trials later (_promotion.py);
+    # max_resource defaults to the study's epochs (set by the spec reader).
+    "asha": Component(
+        {"min_resource": Rule("int", bound=AT_LEAST_ONE),
+         "reduction_factor": Rule("int", bound=AT_LEAST_TWO),
+         "max_resource": Rule("int", bound=AT_LEAST_ONE), "promotion": Rule("bool")},
+        lambda **o: AshaPruner(**o),
+        defaults={"min_resource": 1, "reduction_factor": 3, "promotion": True},
     ),
     "threshold": Component(
         {"lower": Rule("float"), "upper": Rule("float"), **_WARMUP},

@@ -78,6 +78,7 @@ class StudySpec:
         keep_checkpoints: how many of the best complete trials keep their final checkpoint.
         repeats: train a sampled configuration again when a finished trial already has exactly
             its parameters (default False: the trial reuses that result, ``duplicate_of``).
+        warm_start: earlier studies (same storage) whose finished trials seed the sampler.
         raw: the spec as written, stored in the study.
         source: where it was read from, for messages.
     """
@@ -97,6 +98,7 @@ class StudySpec:
     keep_checkpoints: int
     repeats: bool
     raw: Mapping[str, Any]
+    warm_start: tuple[str, ...]
     source: str
     grid: Mapping[str, list[Any]] = field(default_factory=dict)
 
@@ -139,7 +141,7 @@ def parse_spec(raw: Mapping[str, Any], source: str) -> StudySpec:
     c.no_unknown(raw, "", SECTIONS)
     study = c.table(raw, "study", "", ("name", "metric", "direction", "n_trials",
                                        "heartbeat_interval", "grace_period", "max_retry",
-                                       "keep_checkpoints", "repeats"))
+                                       "keep_checkpoints", "repeats", "warm_start"))
     if not study:
         c.fail("study", "section [study] is required (name, n_trials)")
     name = c.require(study, "study", "name", Rule("str"))
@@ -166,6 +168,11 @@ def parse_spec(raw: Mapping[str, Any], source: str) -> StudySpec:
     keep_checkpoints = c.get(study, "study", "keep_checkpoints", Rule("int", bound=NON_NEGATIVE),
                              3)
     repeats = c.get(study, "study", "repeats", Rule("bool"), False)
+    warm = study.get("warm_start", [])
+    if not isinstance(warm, list) or not all(isinstance(w, str) and w.strip() for w in warm):
+        c.fail("study.warm_start", f"must be a list of study names, got {warm!r}")
+    if name in warm:
+        c.fail("study.warm_start", f"names this study itself ({name!r}); name earlier studies")
 
     data = _data(c, c.table(raw, "data", "", None))
     model = _model(c, c.table(raw, "model", "", None), "model")
@@ -196,7 +203,7 @@ def parse_spec(raw: Mapping[str, Any], source: str) -> StudySpec:
         c.fail("pruner.min_delta", "only applies with pruner.patience; set patience too")
     if pruner == "threshold" and not {"lower", "upper"} & set(pruner_options):
         c.fail("pruner", "the threshold pruner needs lower, upper or both")
-    if pruner == "hyperband":
+    if pruner in ("hyperband", "asha"):
         pruner_options.setdefault("max_resource", base.epochs)
 
     return StudySpec(
@@ -204,7 +211,7 @@ def parse_spec(raw: Mapping[str, Any], source: str) -> StudySpec:
         sampler=sampler, sampler_options=sampler_options, seed=seed,
         pruner=pruner, pruner_options=pruner_options,
         base=base, space=space, liveness=liveness, keep_checkpoints=keep_checkpoints,
-        repeats=repeats,
+        repeats=repeats, warm_start=tuple(warm),
         raw=dict(raw), source=source, grid=grid,
     )
 

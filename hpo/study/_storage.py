@@ -63,31 +63,41 @@ class Liveness:
         return RetryStale(self)
 
 
-def retry(storage: optuna.storages.BaseStorage, study_id: int, trial: FrozenTrial,
-          liveness: Liveness) -> int | None:
-    """Queues a retry of the failed ``trial`` (same parameters, the epochs it reported, its
-    lineage) and returns the retry's number; None when ``max_retry`` retries are spent.
+def continue_chain(storage: optuna.storages.BaseStorage, study_id: int, trial: FrozenTrial,
+                   extra: dict[str, Any] | None = None, promotion: bool = False) -> int:
+    """Queues a WAITING trial that carries on ``trial``'s chain and returns its number.
 
-    Like Optuna's ``RetryHeartbeatStaleTrialCallback`` (``failed_trial`` names the first trial
-    of the chain, ``retry_history`` every trial of it), but the retry does not inherit the
-    failed run's user attributes: a retry that has trained nothing yet shows no epochs.
+    The new trial has the same parameters, the epochs ``trial`` reported and its lineage
+    (``failed_trial`` names the first trial of the chain, ``retry_history`` every trial of it,
+    as Optuna's ``RetryHeartbeatStaleTrialCallback`` writes them), so it resumes from the
+    chain's checkpoint. It does not inherit how ``trial``'s run went (epochs_run, stop_reason,
+    device, ...): its own run writes those afresh. ``extra``: user attributes of the new trial;
+    ``promotion``: it continues a paused trial (counted apart from retries).
     """
     history = [*trial.system_attrs.get(record.RETRY_HISTORY, []), trial.number]
-    if len(history) > liveness.max_retry:
-        return None
+    promotions = int(trial.system_attrs.get(record.PROMOTIONS, 0)) + promotion
     template = optuna.trial.create_trial(
         state=TrialState.WAITING, params=trial.params, distributions=trial.distributions,
-        # What the trial is (its lineage), not how the failed run went: the retry's own run
-        # writes epochs_run, stop_reason, device, host, ... afresh.
-        user_attrs={k: trial.user_attrs[k] for k in record.LINEAGE if k in trial.user_attrs},
+        user_attrs={**{k: trial.user_attrs[k] for k in record.LINEAGE if k in trial.user_attrs},
+                    **(extra or {})},
         system_attrs={**trial.system_attrs,
                       record.FAILED_TRIAL: trial.system_attrs.get(record.FAILED_TRIAL,
                                                                    trial.number),
-                      record.RETRY_HISTORY: history},
+                      record.RETRY_HISTORY: history, record.PROMOTIONS: promotions},
         intermediate_values=trial.intermediate_values,
     )
     trial_id = storage.create_new_trial(study_id, template_trial=template)  # Study.add_trial
     return storage.get_trial_number_from_id(trial_id)
+
+
+def retry(storage: optuna.storages.BaseStorage, study_id: int, trial: FrozenTrial,
+          liveness: Liveness) -> int | None:
+    """Queues a retry of the failed ``trial`` (see :func:`continue_chain`) and returns its
+    number; None when ``max_retry`` retries are spent (promotions in the chain spend none)."""
+    history = trial.system_attrs.get(record.RETRY_HISTORY, [])
+    if len(history) + 1 - int(trial.system_attrs.get(record.PROMOTIONS, 0)) > liveness.max_retry:
+        return None
+    return continue_chain(storage, study_id, trial)
 
 
 class RetryStale:

@@ -30,6 +30,7 @@ from hpo.study._objective import (
     TrialInterrupted,
 )
 from hpo.study._ownership import TrialLocks, requeue_unowned
+from hpo.study._promotion import AshaPruner, promote_due
 from hpo.study._samplers import SAMPLERS, build_pruner, build_sampler
 from hpo.study._signals import StopFlag
 from hpo.study._spec import load_spec_from_study
@@ -53,8 +54,10 @@ class _QuietExpected(logging.Filter):
 class Budget:
     """Stops this worker's optimize loop once the study has ``n_trials`` finished trials.
 
-    Also once as many trials failed for good (not retried: a config that always crashes must
-    not keep workers busy forever), and as soon as the worker's stop flag is set.
+    A lineage counts once: a paused trial that a continuation carries on is not counted (the
+    continuation is, when it finishes). Also once as many trials failed for good (not retried:
+    a config that always crashes must not keep workers busy forever), and as soon as the
+    worker's stop flag is set.
     """
 
     def __init__(self, n_trials: int, stop_flag: StopFlag | None = None) -> None:
@@ -63,9 +66,9 @@ class Budget:
 
     def met(self, study: optuna.Study) -> bool:
         trials = study.get_trials(deepcopy=False)
+        retried = record.retried_numbers(trials)  # also paused trials that were promoted
         finished = sum(t.state in record.FINISHED and not record.is_replicate(t)
-                       for t in trials)
-        retried = record.retried_numbers(trials)
+                       and not record.is_warm(t) and t.number not in retried for t in trials)
         errors = sum(t.state == TrialState.FAIL and t.number not in retried
                      and record.DUPLICATE_OF not in t.user_attrs for t in trials)
         return finished >= self.n_trials or errors >= self.n_trials
@@ -139,6 +142,16 @@ def run_worker(
                           locks, sampler_seed=seed)
     deadline = None if timeout is None else time.monotonic() + timeout
     callbacks = [budget]
+    pruner = study.pruner
+    promoting = store is not None and isinstance(pruner, AshaPruner) and pruner.promotion
+
+    def promote(s: optuna.Study, _: FrozenTrial | None = None) -> None:
+        """Queues a due promotion before the next trial is asked for (paused trials resume
+        from their checkpoints, so promotion needs the checkpoint store)."""
+        if promoting and not budget.met(s):
+            promote_due(s, pruner)
+
+    callbacks.insert(0, promote)
     if store is not None:
         callbacks.append(lambda s, t: store.retain(s, spec.keep_checkpoints))
     if locks is not None:
@@ -161,6 +174,7 @@ def run_worker(
         left = None if deadline is None else deadline - time.monotonic()
         if left is not None and left <= 0:
             break
+        promote(study)
         try:
             study.optimize(objective, n_trials=1 if budget.met(study) else None, timeout=left,
                            callbacks=callbacks, catch=(Exception,), gc_after_trial=False)
