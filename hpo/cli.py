@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from hpo.errors import UserError
+from hpo.network import exposure_warning
 
 
 def _checkpoint_dir(args: argparse.Namespace, storage_url: str) -> Path:
@@ -57,12 +59,14 @@ def _launch(args: argparse.Namespace) -> int:
 
 
 def _worker(args: argparse.Namespace) -> int:
+    from hpo.study._launch import check_data_of
     from hpo.study._pool import run_pool
     from hpo.study._spec import load_spec_from_study
     from hpo.study._storage import open_storage, resolve_url
 
     url = resolve_url(args.storage)
     _, spec = load_spec_from_study(open_storage(url), url, args.study)
+    check_data_of(spec)
     slots = _slots(args, dict(spec.raw))
     return run_pool(url, args.study, slots, checkpoint_dir=_checkpoint_dir(args, url),
                     liveness=spec.liveness, n_trials=args.n_trials or spec.n_trials,
@@ -89,6 +93,10 @@ def _proxy(args: argparse.Namespace) -> int:
     url = resolve_url(args.storage)
     print(f"[hpo] gRPC storage proxy for {redact(url)} on {args.host}:{args.port}; workers use "
           f"--storage grpc://{args.host}:{args.port}", file=sys.stderr, flush=True)
+    warning = exposure_warning(args.host, args.port, "the gRPC storage proxy",
+                               "read and write every study in the storage")
+    if warning:
+        print(warning, file=sys.stderr, flush=True)
     run_proxy(url, args.host, args.port)
     return 0
 
@@ -194,9 +202,12 @@ def _dashboard(args: argparse.Namespace) -> int:
     url = resolve_url(args.storage)
     storage = open_storage(url, must_exist=True)
     root = resolve_checkpoint_dir(args.checkpoint_dir, url)
+    warning = exposure_warning(args.host, args.port, "optuna-dashboard",
+                               "read every study in the storage and its trials' artifacts")
     serve_dashboard(storage, root / "artifacts", args.host, args.port,
                     announce=f"[hpo] optuna-dashboard for {redact(url)} on "
-                             f"http://{args.host}:{args.port}/")
+                             f"http://{args.host}:{args.port}/"
+                             + (f"\n{warning}" if warning else ""))
     return 0
 
 
@@ -342,6 +353,9 @@ _RUNS = ("launch", "worker", "replicate")
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # Nothing hpo writes (journal, checkpoints, exports, figures) is writable by others, even
+    # under a permissive umask: a writable checkpoint or journal is a way into every worker.
+    os.umask(os.umask(0) | 0o002)
     args.stop = None
     if args.command in _RUNS:
         from hpo.study._signals import StopFlag

@@ -54,7 +54,7 @@ PROBLEMS = {
     "quickstart": Problem(ROOT / "studies" / "quickstart.toml", 0.99, 144, 480),
     # The same images through a deeper network (ResNet-20) and another space (SGD-family and
     # Adam-family with step, cosine and one-cycle; label smoothing searched).
-    "digits-resnet20": Problem(ROOT / "studies" / "digits-resnet20.toml", 0.99, 144, 480),
+    "digits-normfree": Problem(ROOT / "studies" / "digits-normfree.toml", 0.93, 144, 480),
 }
 METHODS = ("optuna", "hpo", "random")
 

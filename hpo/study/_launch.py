@@ -30,6 +30,7 @@ def create_or_resume(spec: StudySpec, storage_url: str, study_name: str) -> optu
     """
     storage = open_storage(storage_url)
     sources = warm_sources(storage, spec, storage_url)  # checked before anything is created
+    check_data_of(spec)
     study = optuna.create_study(
         study_name=study_name, storage=storage, direction=spec.direction, load_if_exists=True
     )
@@ -49,6 +50,17 @@ def create_or_resume(spec: StudySpec, storage_url: str, study_name: str) -> optu
                         f"different spec than {spec.source} (differing: {differ}); choose "
                         "another --study-name")
     return study
+
+
+def check_data_of(spec: StudySpec) -> None:
+    """The spec's data loads (one line naming the key and the path otherwise), checked before
+    any study or trial is created."""
+    from hpo.training import check_data
+
+    try:
+        check_data(spec.base.data)
+    except UserError as e:
+        raise UserError(f"{spec.source}: {e}") from None
 
 
 def _canonical(raw: object) -> str:

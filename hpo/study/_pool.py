@@ -117,7 +117,8 @@ def run_pool(
     """Runs one worker process per slot until they end; returns the exit status.
 
     0: the workers finished (or were stopped by SIGTERM: a clean preemption); 130: SIGINT;
-    1: a worker died (its trial is requeued); 2: a worker refused its input.
+    1: a worker died (its trial is requeued), or every trial failed; 2: a worker refused its
+    input.
 
     ``stop`` is the flag the command installed first thing (a signal during start-up then
     counts as a request to stop, not a crash); one is installed here when None. ``seeded``:
@@ -177,9 +178,15 @@ def run_pool(
                   file=out, flush=True)
     elif status == 0 and any(p.exitcode == 2 for p in procs):
         status = 2
-    final = Progress.of(study).line(shown_budget or n_trials)
+    progress = Progress.of(study)
+    final = progress.line(shown_budget or n_trials)
     if final != last:
         print(final, file=out, flush=True)
+    if status == 0 and progress.failed and not (progress.complete + progress.pruned
+                                                + progress.paused):
+        print(f"[hpo] every trial failed ({progress.failed}); their stop_reason says why "
+              "(hpo report, the dashboard, or optuna trials)", file=out, flush=True)
+        status = 1
     return status
 
 

@@ -6,7 +6,7 @@ from Optuna or the study layer, so ``hpo train`` and its tests need no study.
 
 from hpo.training._checkpoint import load_checkpoint, save_checkpoint
 from hpo.training._config import DataConfig, ModelConfig, TrainConfig
-from hpo.training._data import DATASETS, SYNTHETIC_DEFAULTS, Data, Split, load_data
+from hpo.training._data import DATASETS, SYNTHETIC_DEFAULTS, Data, Split, check_data, load_data
 from hpo.training._init import INITS, apply_init
 from hpo.training._loader import DeviceBatches, random_crop, random_flip
 from hpo.training._models import MODELS, build_model, check_model_name, model_entry
@@ -32,6 +32,7 @@ __all__ = [
     "apply_init",
     "build_model",
     "build_optimizer",
+    "check_data",
     "check_model_name",
     "load_data",
     "model_entry",

@@ -135,7 +135,9 @@ def _cifar(cfg: DataConfig, with_test: bool) -> tuple[Split, Split | None, int]:
         try:
             cls(str(root), train=True, download=True)
         except Exception as e:  # network errors come in many types; all mean the same here
-            raise UserError(f"data.download: could not download {cfg.name}: {e}") from e
+            raise UserError(f"data.download: could not download {cfg.name} into {root} "
+                            f"({e}); download it elsewhere and extract its python version "
+                            f"under {base}, or check the network") from None
 
     def read(files: list[str]) -> Split:
         images, labels = [], []
@@ -156,7 +158,8 @@ def _imagefolder(cfg: DataConfig, with_test: bool) -> tuple[Split, Split | None,
 
     root = Path(cfg.root or "data")
     if not (root / "train").is_dir():
-        raise UserError(f"data.root: expected class folders under {root / 'train'}")
+        raise UserError(f"data.root: {root / 'train'} does not exist; expected one folder of "
+                        "images per class there (and optionally test/ beside it)")
     size = int(cfg.options.get("image_size", 32))
     transform = v2.Compose([v2.PILToTensor(), v2.Resize(size), v2.CenterCrop(size)])
 
@@ -208,3 +211,21 @@ def load_data(cfg: DataConfig, with_test: bool = False) -> Data:
     mean = tuple(pixels.mean(dim=(0, 2, 3)).tolist())
     std = tuple(pixels.std(dim=(0, 2, 3)).clamp_min(1e-3).tolist())
     return Data(train, val, test, classes, mean, std)
+
+
+def check_data(cfg: DataConfig) -> None:
+    """Loads ``cfg``'s data once, before any trial exists; a missing, unreadable or damaged
+    dataset is one :class:`UserError` line naming the key, the path and what to do.
+
+    Without this, every trial of a study fails on the same missing files, one traceback each,
+    and the study is left holding only failures.
+    """
+    try:
+        load_data(cfg)
+    except UserError:
+        raise
+    except Exception as e:  # torchvision, pickle and PIL fail in many ways on bad files
+        where = Path(cfg.root or "data")
+        raise UserError(f"data.root: cannot read the {cfg.name} data under {where} "
+                        f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); "
+                        "check the path and the files there") from None

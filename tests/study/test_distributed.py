@@ -488,3 +488,44 @@ def test_bad_input_gives_one_line_and_exit_2(tmp_path, pg_study, case: str) -> N
     assert len(lines) == 1 and lines[0].startswith("hpo: error: ") and expect in lines[0], \
         result.stderr
     assert "s3cret" not in result.stderr
+
+
+class _Exploit:
+    """What an attacker who can write one file on the shared checkpoint volume plants: a
+    pickle that calls code when it is loaded."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_a_crafted_checkpoint_is_refused_by_a_real_retry_and_runs_nothing(
+        tmp_path, pg_study) -> None:
+    import torch
+
+    url, name = pg_study
+    worker, first = _start_worker(tmp_path, url, name, epochs=3, wait_for=1)
+    os.killpg(worker.pid, signal.SIGTERM)  # checkpointed, retry queued
+    _, err = worker.communicate(timeout=30)
+    assert worker.returncode == 0, err[-3000:]
+    folder = _checkpoints(tmp_path / "ckpt", url, name)
+    marker = tmp_path / "pwned"
+    planted = sorted(folder.glob("trial-*.pt"))
+    assert planted
+    for path in planted:
+        torch.save({"model": _Exploit(marker), "config": {}}, path)
+
+    result = run_hpo("worker", "--study", name, "--storage", url, "--checkpoint-dir",
+                     str(tmp_path / "ckpt"), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert not marker.exists()  # the pickle's code never ran
+    refused = [line for line in result.stderr.splitlines() if "unreadable" in line]
+    assert refused and all(str(folder) in line for line in refused), result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+    retry = next(t for t in _study(url, name).get_trials()
+                 if t.system_attrs.get("failed_trial") == first.number)
+    assert retry.state == TrialState.COMPLETE  # started afresh, still ends with a result
+    assert "resumed_from_epoch" not in retry.user_attrs
+    assert sorted(retry.intermediate_values) == [1, 2, 3]
