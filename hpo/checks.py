@@ -16,10 +16,11 @@ from typing import Any, NoReturn
 from hpo.errors import UserError
 
 _KINDS: dict[str, tuple[type, ...]] = {
-    "int": (int,), "float": (int, float), "bool": (bool,), "str": (str,),
+    "int": (int,), "float": (int, float), "bool": (bool,), "str": (str,), "list": (list,),
 }
 _KIND_WORDS = {
     "int": "an integer", "float": "a number", "bool": "true or false", "str": "a string",
+    "list": "a list",
 }
 
 
@@ -40,6 +41,11 @@ UNIT_HALF_OPEN = (lambda v: 0 <= v < 1, "in [0, 1)")
 UNIT_CLOSED = (lambda v: 0 <= v <= 1, "in [0, 1]")
 AT_LEAST_ONE = (lambda v: v >= 1, ">= 1")
 AT_LEAST_TWO = (lambda v: v >= 2, ">= 2")
+INCREASING_EPOCHS = (
+    lambda v: bool(v) and all(type(e) is int and e >= 1 for e in v)
+    and all(a < b for a, b in zip(v, v[1:], strict=False)),
+    "a non-empty list of increasing epochs (integers >= 1)",
+)
 
 
 class Checker:

@@ -87,6 +87,13 @@ def _status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _repair(args: argparse.Namespace) -> int:
+    from hpo.study._repair import repair_journal
+
+    print(repair_journal(Path(args.storage)))
+    return 0
+
+
 def _proxy(args: argparse.Namespace) -> int:
     from hpo.study._storage import redact, resolve_url, run_proxy
 
@@ -281,6 +288,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--study", help="show this study's running trials")
     _storage_arg(p)
     p.set_defaults(func=_status)
+
+    p = sub.add_parser("repair", help="recover a journal file with damaged lines (keeps a "
+                       "backup)")
+    p.add_argument("--storage", required=True, help="the journal file")
+    p.set_defaults(func=_repair)
 
     p = sub.add_parser("report", help="top configurations, factor tables, compute, curves")
     p.add_argument("study", help="study name")

@@ -100,9 +100,12 @@ def load_recipe(path: str | Path) -> Recipe:
     """Reads an export (YAML or JSON); a bad file is a one-line UserError."""
     path = Path(path)
     try:
-        doc: Any = yaml.safe_load(path.read_text())  # YAML is a superset of JSON
+        doc: Any = yaml.safe_load(path.read_text(encoding="utf-8"))  # YAML is a superset of JSON
     except FileNotFoundError:
         raise UserError(f"{path}: no such file") from None
+    except UnicodeDecodeError as e:
+        raise UserError(f"{path}: not a text file (byte {e.start} is not UTF-8); expected a "
+                        "file written by 'hpo export'") from None
     except (OSError, yaml.YAMLError) as e:
         raise UserError(f"{path}: cannot read the export: {str(e).splitlines()[0]}") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("config"), dict):

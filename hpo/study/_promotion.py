@@ -73,11 +73,15 @@ class AshaPruner(optuna.pruners.BasePruner):
         max_resource: a full trial's epochs (no rung at or after it).
         promotion: paused trials can be promoted later (see :func:`promote_due`); without it
             a stop is final, as with Optuna's SuccessiveHalvingPruner.
+        rungs: the epochs at which trials are judged, in place of ``min_resource * eta**k``
+            (e.g. ``[1, 2]``: only early, where a trial is clearly hopeless, so that the late
+            epochs that decide a decaying schedule are never cut on noise).
     """
 
     def __init__(self, min_resource: int, reduction_factor: int, max_resource: int,
-                 promotion: bool = True) -> None:
-        self.rungs = rung_epochs(min_resource, reduction_factor, max_resource)
+                 promotion: bool = True, rungs: list[int] | None = None) -> None:
+        self.rungs = [r for r in rungs if r < max_resource] if rungs else \
+            rung_epochs(min_resource, reduction_factor, max_resource)
         self.reduction_factor = reduction_factor
         self.promotion = promotion
 

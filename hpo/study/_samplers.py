@@ -15,7 +15,14 @@ from typing import Any
 
 import optuna
 
-from hpo.checks import AT_LEAST_ONE, AT_LEAST_TWO, NON_NEGATIVE, POSITIVE, Rule
+from hpo.checks import (
+    AT_LEAST_ONE,
+    AT_LEAST_TWO,
+    INCREASING_EPOCHS,
+    NON_NEGATIVE,
+    POSITIVE,
+    Rule,
+)
 from hpo.study._promotion import AshaPruner
 
 _INT0 = Rule("int", bound=NON_NEGATIVE)
@@ -97,7 +104,8 @@ PRUNERS: dict[str, Component] = {
     "asha": Component(
         {"min_resource": Rule("int", bound=AT_LEAST_ONE),
          "reduction_factor": Rule("int", bound=AT_LEAST_TWO),
-         "max_resource": Rule("int", bound=AT_LEAST_ONE), "promotion": Rule("bool")},
+         "max_resource": Rule("int", bound=AT_LEAST_ONE), "promotion": Rule("bool"),
+         "rungs": Rule("list", bound=INCREASING_EPOCHS)},
         lambda **o: AshaPruner(**o),
         defaults={"min_resource": 1, "reduction_factor": 3, "promotion": True},
     ),

@@ -110,8 +110,11 @@ def load_spec(path: str | Path) -> StudySpec:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise UserError(f"{path}: no such spec file") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise UserError(f"{path}: cannot read the spec: {e}") from None
+    except UnicodeDecodeError as e:
+        raise UserError(f"{path}: not a text file (byte {e.start} is not UTF-8); a spec is a "
+                        "TOML file") from None
+    except OSError as e:
+        raise UserError(f"{path}: cannot read the spec: {e.strerror or e}") from None
     if not text.strip():
         raise UserError(f"{path}: empty spec; it needs at least [study] with name and n_trials")
     try:

@@ -333,9 +333,13 @@ def open_storage(url: str, liveness: Liveness | None = None, *, must_exist: bool
             raise UserError(f"storage {shown}: directory {path.parent} does not exist")
         try:
             backend = optuna.storages.journal.JournalFileBackend(str(path))
+            return optuna.storages.JournalStorage(backend)
         except OSError as e:
             raise UserError(f"storage {shown}: cannot open: {e.strerror}") from None
-        return optuna.storages.JournalStorage(backend)
+        except (ValueError, KeyError, TypeError, AttributeError) as e:  # JSON/UTF-8 errors too
+            raise UserError(f"storage {shown}: {damaged_line(path)}; 'hpo repair --storage "
+                            f"{shown}' keeps a backup and recovers the rest "
+                            f"({type(e).__name__})") from None
     if url.startswith("grpc://"):
         host, _, port = url[len("grpc://"):].rstrip("/").rpartition(":")
         if not host or not port.isdigit():
@@ -364,6 +368,18 @@ def open_storage(url: str, liveness: Liveness | None = None, *, must_exist: bool
         if _password(url):
             message = message.replace(_password(url), "***")
         raise UserError(f"storage {shown}: cannot open: {message}") from None
+
+
+def damaged_line(path: Path) -> str:
+    """Where a journal file stops being a journal: its first line that is not a JSON object."""
+    with open(path, "rb") as f:
+        for number, raw in enumerate(f, 1):
+            try:
+                if not isinstance(json.loads(raw.decode("utf-8")), dict):
+                    raise ValueError
+            except ValueError:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+                return f"not a readable journal: line {number} is damaged"
+    return "not a readable journal (its records do not replay)"
 
 
 def _grpc_proxy(host: str, port: int, shown: str) -> optuna.storages.BaseStorage:
