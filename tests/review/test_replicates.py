@@ -37,9 +37,10 @@ def test_replicate_gives_mean_and_ci_per_configuration(replicated: tuple) -> Non
     status = run_hpo("status", cwd=finished).stdout.splitlines()
     header = status[0].split()
     row = next(line.split() for line in status if line.startswith("tiny "))
-    counts = dict(zip(header[2:8], map(int, row[2:8]), strict=True))
-    assert counts == {k: report["n_trials"][k] for k in
-                      ("complete", "pruned", "failed", "running", "waiting", "replicates")}
+    counts = dict(zip(header[2:9], map(int, row[2:9]), strict=True))
+    assert counts == {k: report["n_trials"][k] for k in ("complete", "pruned", "paused",
+                                                        "failed", "running", "waiting",
+                                                        "replicates")}
     text = run_hpo("report", "tiny", cwd=finished).stdout
     assert "True" not in text and "False" not in text  # booleans read yes/no everywhere
     assert {t.user_attrs["config"]["seed"] for t in reps} == {1000, 1001}

@@ -85,6 +85,8 @@ PRUNING = [
     # trial 7 lands alone in a bracket with nothing to be compared with.
     ("hyperband", {"min_resource": 1}, {4: 1, 5: 1, 6: 1}),
     ("threshold", {"lower": 0.5}, {4: 1, 5: 1, 6: 1, 7: 1}),
+    ("asha", {"min_resource": 1, "reduction_factor": 2}, {4: 1, 5: 1, 6: 1, 7: 1}),
+    ("asha", {"rungs": [2, 3]}, {4: 2, 5: 2, 6: 2, 7: 2}),
     ("median", {"patience": 1, "min_delta": 0.01}, {5: 3, 6: 3, 7: 3}),
 ]
 
@@ -115,7 +117,7 @@ def test_every_pruner_prunes_the_bad_curves_and_keeps_the_good(pruner: str, opti
 
 def test_all_pruners_are_covered() -> None:
     assert set(PRUNERS) == {"none", "median", "percentile", "successive_halving", "hyperband",
-                            "threshold"}
+                            "threshold", "asha"}
 
 
 def test_patience_wraps_the_pruner() -> None:

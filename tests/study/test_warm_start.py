@@ -26,14 +26,19 @@ def _spec(tmp: Path, name: str, search: str, warm: list[str], n_trials: int = 3)
     return spec
 
 
+def _first_study(tmp: Path, url: str) -> list[optuna.trial.FrozenTrial]:
+    """Runs the earlier study; its finished trials."""
+    first = run_hpo("launch", str(_spec(tmp, "first", DEFAULT_SEARCH, [], 6)),
+                    "--storage", url, cwd=tmp)
+    assert first.returncode == 0, first.stderr[-2000:]
+    earlier = optuna.load_study(study_name="first", storage=open_storage(url))
+    return [t for t in earlier.trials if t.state in record.FINISHED]
+
+
 def test_a_warm_started_study_holds_the_earlier_trials_and_its_sampler_models_them(
         tmp_path) -> None:
     url = str(tmp_path / "s.journal")
-    first = run_hpo("launch", str(_spec(tmp_path, "first", DEFAULT_SEARCH, [], 6)),
-                    "--storage", url, cwd=tmp_path)
-    assert first.returncode == 0, first.stderr[-2000:]
-    earlier = optuna.load_study(study_name="first", storage=open_storage(url))
-    finished = [t for t in earlier.trials if t.state in record.FINISHED]
+    finished = _first_study(tmp_path, url)
 
     second = run_hpo("launch", str(_spec(tmp_path, "second", DEFAULT_SEARCH, ["first"])),
                      "--storage", url, cwd=tmp_path)
@@ -69,11 +74,7 @@ def test_a_warm_started_study_holds_the_earlier_trials_and_its_sampler_models_th
 
 def test_trials_outside_the_space_are_skipped_and_unknown_sources_refused(tmp_path) -> None:
     url = str(tmp_path / "s.journal")
-    first = run_hpo("launch", str(_spec(tmp_path, "first", DEFAULT_SEARCH, [], 6)),
-                    "--storage", url, cwd=tmp_path)
-    assert first.returncode == 0, first.stderr[-2000:]
-    earlier = optuna.load_study(study_name="first", storage=open_storage(url))
-    finished = [t for t in earlier.trials if t.state in record.FINISHED]
+    finished = _first_study(tmp_path, url)
     sgd = [t for t in finished if t.params["optimizer"] == "sgd"]
 
     narrow = run_hpo("create", str(_spec(tmp_path, "narrow", NARROW, ["first"])),
