@@ -169,8 +169,12 @@ def _export(args: argparse.Namespace) -> int:
     from hpo.study._storage import redact
 
     study, url = _open_study(args, args.study)
-    for path in export_study(study, redact(url), args.top, args.format, Path(args.out)):
+    paths = export_study(study, redact(url), args.top, args.format, Path(args.out))
+    for path in paths:
         print(path)
+    if len(paths) < args.top:
+        print(f"[hpo] only {len(paths)} complete trial(s) to export; pruned trials are never "
+              "exported (their metric is partial)", file=sys.stderr)
     return 0
 
 

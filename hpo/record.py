@@ -140,10 +140,25 @@ def ranked(study: optuna.Study, trials: Sequence[FrozenTrial] | None = None,
     return sorted(chosen, key=lambda t: (-sign * last_value(t), t.number))  # type: ignore
 
 
-def ranked_complete(study: optuna.Study, trials: Sequence[FrozenTrial] | None = None
-                    ) -> list[FrozenTrial]:
-    """The study's own complete trials (no replicates), best first."""
-    return ranked(study, trials)
+def leaders(study: optuna.Study, trials: Sequence[FrozenTrial] | None = None, *,
+            pruned: bool = False) -> list[FrozenTrial]:
+    """The study's leaders, best first: the one definition of "the top" that progress, status,
+    the report, replicate, export and checkpoint retention share.
+
+    Complete trials that this study trained: no duplicate (``duplicate_of``: a reused result,
+    its original is listed), no replicate, no warm-start trial. With ``pruned``, pruned and
+    paused trials follow, by their last value, each lineage once (a paused trial that a
+    continuation carries on is left out): for tables that show partial results and say so,
+    never for exports, which must carry a full run's metric.
+    """
+    pool = study.get_trials(deepcopy=False) if trials is None else list(trials)
+    own = [t for t in pool if DUPLICATE_OF not in t.user_attrs]
+    top = ranked(study, own)
+    if pruned:
+        continued = retried_numbers(pool)
+        top += [t for t in ranked(study, own, states=(TrialState.PRUNED,))
+                if t.number not in continued]
+    return top
 
 
 def stored_spec(study: optuna.Study) -> dict[str, Any]:

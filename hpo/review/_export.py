@@ -50,21 +50,20 @@ def export_study(study: optuna.Study, storage_shown: str, top_k: int, fmt: str,
     """Writes the best ``top_k`` complete trials of ``study`` to ``out_dir``; returns the paths."""
     import torch
 
-    report = build_report(study, storage_shown, top_k)
+    report = build_report(study, storage_shown, top_k)  # refuses a study with no complete trial
+    leaders = record.leaders(study)[:top_k]  # complete trials only: an export's metric is final
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise UserError(f"--out {out_dir}: cannot create the directory ({e.strerror})") from None
-    trials = {t.number: t for t in study.get_trials(deepcopy=False)}
     versions = {"hpo": hpo.__version__, "torch": str(torch.__version__),
                 "optuna": optuna.__version__, "python": platform.python_version()}
     paths = []
-    for entry in report["top"]:
-        t = trials[entry["trial_number"]]
+    for t in leaders:
         doc = {
             "hpo_export": FORMAT_VERSION,
-            "config": entry["config"],
-            "metric": {"name": report["metric"], "value": entry["value"],
+            "config": t.user_attrs.get(record.CONFIG, {}),
+            "metric": {"name": report["metric"], "value": t.value,
                        "direction": report["direction"]},
             "provenance": {
                 "study": study.study_name, "trial_number": t.number, "storage": storage_shown,

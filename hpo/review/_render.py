@@ -224,7 +224,7 @@ def _figures(r: dict[str, Any], study: optuna.Study) -> list[tuple[str, Any]]:
         figs.append(("Parameter importances", bars))
     worst = [t for t in record.ranked(study, trials, states=(optuna.trial.TrialState.PRUNED,))
              if t.user_attrs.get(record.GRADIENTS)][-2:]
-    shown = [t for t in record.ranked_complete(study, trials)[:3] + worst
+    shown = [t for t in record.leaders(study, trials)[:3] + worst
              if t.user_attrs.get(record.GRADIENTS)]
     if shown:
         flow = go.Figure()

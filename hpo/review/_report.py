@@ -358,7 +358,7 @@ def build_report(study: optuna.Study, storage_shown: str, top_k: int = 5) -> dic
     originals = [t for t in main if record.DUPLICATE_OF not in t.user_attrs]
     continued = record.retried_numbers(originals)  # a lineage counts by its last trial
     finished = [t for t in originals if t.state in record.FINISHED and t.number not in continued]
-    complete = record.ranked_complete(study, originals)
+    complete = record.leaders(study, originals)
     if not main:
         raise UserError(f"study {study.study_name!r} has no trial yet")
     if not complete:
@@ -370,7 +370,7 @@ def build_report(study: optuna.Study, storage_shown: str, top_k: int = 5) -> dic
     counts["replicates"] = sum(record.is_replicate(t) for t in trials)
     counts["warm_start"] = sum(warm.values())
     best = complete[0]
-    top = (complete + record.ranked(study, finished, states=(TrialState.PRUNED,)))[:top_k]
+    top = record.leaders(study, originals, pruned=True)[:top_k]
     levels = factors(finished, sign)
     reps = replicates(trials, sign)
     importances, note = _importances(study, complete)

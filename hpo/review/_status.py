@@ -18,7 +18,7 @@ def studies_table(storage: optuna.storages.BaseStorage) -> str:
     for summary in optuna.get_all_study_summaries(storage, include_best_trial=True):
         study = optuna.load_study(study_name=summary.study_name, storage=storage)
         own, replicates = record.split_replicates(study.get_trials(deepcopy=False))
-        best = record.ranked_complete(study, own)
+        best = record.leaders(study, own)
         rows.append([summary.study_name, summary.direction.name.lower(),
                      *(str(n) for n in record.count_states(own).values()), str(replicates),
                      "-" if not best else f"{best[0].value:.4f}",

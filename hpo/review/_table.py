@@ -7,7 +7,7 @@ on any study hpo wrote, from any machine.
 from __future__ import annotations
 
 import optuna
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import FrozenTrial
 
 from hpo import record
 from hpo.review._format import fmt, text_table
@@ -19,9 +19,10 @@ _COLUMNS = ("#", "trial", "state", "{metric}", "epochs", "optimizer", "lr", "wei
 def top_trials(study: optuna.Study, k: int) -> list[FrozenTrial]:
     """The ``k`` best complete trials; pruned ones (by last reported value) fill any gap.
 
-    Replicates (``hpo replicate``) are left out: they repeat a configuration already listed.
+    Replicates and duplicates are left out: they repeat a configuration already listed
+    (:func:`hpo.record.leaders`); the state column says which rows are partial.
     """
-    return (record.ranked(study) + record.ranked(study, states=(TrialState.PRUNED,)))[:k]
+    return record.leaders(study, pruned=True)[:k]
 
 
 def top_table(study: optuna.Study, metric: str, k: int = 5) -> str:
@@ -34,7 +35,7 @@ def top_table(study: optuna.Study, metric: str, k: int = 5) -> str:
                           if name not in named and not name.endswith((".lr", ".weight_decay")))
         value = record.last_value(t)
         rows.append([
-            str(rank), str(t.number), t.state.name.lower(),
+            str(rank), str(t.number), record.state_name(t),
             "-" if value is None else f"{value:.4f}",
             fmt(t.user_attrs.get(record.EPOCHS_RUN)), fmt(c.get("optimizer")), fmt(c.get("lr")),
             fmt(c.get("weight_decay")), fmt(c.get("schedule")), fmt(c.get("init")),

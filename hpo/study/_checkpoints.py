@@ -158,7 +158,7 @@ class CheckpointStore:
         pending = record.retried_numbers(
             t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING))
         pending |= {t.number for t in paused(trials)}  # a promotion resumes from them
-        best = {t.number for t in record.ranked_complete(study, trials)[:keep]}
+        best = {t.number for t in record.leaders(study, trials)[:keep]}
         try:
             for file in self.dir.iterdir():
                 match = _FILE.match(file.name)

@@ -84,7 +84,7 @@ class Progress:
         """Counts of the search's own trials; finished replicates are counted apart."""
         own, replicates = record.split_replicates(study.get_trials(deepcopy=False))
         p = cls(**record.count_states(own), replicates=replicates)
-        complete = record.ranked_complete(study, own)
+        complete = record.leaders(study, own)
         if complete:
             p.best, p.best_trial = complete[0].value, complete[0].number
         return p

@@ -22,7 +22,7 @@ def enqueue_replicates(study: optuna.Study, top: int, seeds: int, base_seed: int
     repeated call only adds the replicates that are missing. Returns how many were queued.
     """
     trials = study.get_trials(deepcopy=False)
-    originals = record.ranked_complete(study, trials)[:top]
+    originals = record.leaders(study, trials)[:top]
     if not originals:
         raise UserError(f"study {study.study_name!r} has no complete trial to replicate")
     have = {(t.user_attrs[record.REPLICATE_OF], t.user_attrs[record.REPLICATE_SEED])
