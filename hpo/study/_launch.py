@@ -28,9 +28,9 @@ def create_or_resume(spec: StudySpec, storage_url: str, study_name: str) -> optu
     Resuming with a different spec would mix two experiments in one study, so it is refused;
     so is taking over a study that another tool created.
     """
+    check_data_of(spec)  # before anything is created, the storage's file included
     storage = open_storage(storage_url)
-    sources = warm_sources(storage, spec, storage_url)  # checked before anything is created
-    check_data_of(spec)
+    sources = warm_sources(storage, spec, storage_url)
     study = optuna.create_study(
         study_name=study_name, storage=storage, direction=spec.direction, load_if_exists=True
     )

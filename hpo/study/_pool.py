@@ -182,12 +182,22 @@ def run_pool(
     final = progress.line(shown_budget or n_trials)
     if final != last:
         print(final, file=out, flush=True)
-    if status == 0 and progress.failed and not (progress.complete + progress.pruned
-                                                + progress.paused):
+    if status == 0 and not stop() and every_trial_failed(study):
         print(f"[hpo] every trial failed ({progress.failed}); their stop_reason says why "
               "(hpo report, the dashboard, or optuna trials)", file=out, flush=True)
         status = 1
     return status
+
+
+def every_trial_failed(study: optuna.Study) -> bool:
+    """Whether the study's own trials all failed for good: none finished, none is queued or
+    running, and at least one failed without a retry (an interrupted trial's retry waits)."""
+    own, _ = record.split_replicates(study.get_trials(deepcopy=False))
+    retried = record.retried_numbers(own)
+    if any(t.state != TrialState.FAIL for t in own):
+        return False
+    return any(t.number not in retried and record.DUPLICATE_OF not in t.user_attrs
+               for t in own)
 
 
 def _stop(procs: list[multiprocessing.process.BaseProcess]) -> None:

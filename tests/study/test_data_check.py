@@ -62,3 +62,13 @@ def test_a_worker_whose_machine_lacks_the_data_refuses_before_any_trial(tmp_path
     assert "data.root" in line and str(root) in line and "Traceback" not in result.stderr
     study = optuna.load_study(study_name="tiny", storage=open_storage(str(journal)))
     assert study.trials == []
+
+
+def test_a_run_whose_every_trial_failed_exits_1(tmp_path) -> None:
+    spec = write_spec(tmp_path, n_trials=2, epochs=1)
+    spec.write_text(spec.read_text().replace("[training]\n", "[training]\ncompile = true\n"))
+    # a torch.compile backend that does not exist: every trial fails inside torch
+    result = run_hpo("launch", str(spec), "--storage", str(tmp_path / "s.journal"),
+                     cwd=tmp_path, env={"HPO_COMPILE_BACKEND": "no-such-backend"})
+    assert result.returncode == 1, result.stderr[-2000:]
+    assert "[hpo] every trial failed (2)" in result.stderr
