@@ -96,8 +96,10 @@ class Progress:
         done = self.complete + self.pruned + self.paused
         # Each worker may finish one trial past the budget: say so rather than print 61/60.
         count = f"{done}/{budget}" if done <= budget else f"{done} (budget {budget})"
+        paused = f"{self.paused} paused, " if self.paused else ""
         return (f"[hpo] {count} finished: {self.complete} complete, {self.pruned} pruned, "
-                f"{self.failed} failed, {self.running} running{queued}{reps}; best {best}")
+                f"{paused}{self.failed} failed, {self.running} running{queued}{reps}; "
+                f"best {best}")
 
 
 def run_pool(

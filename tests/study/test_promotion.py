@@ -103,6 +103,7 @@ def test_a_promoted_trial_resumes_and_ends_exactly_as_an_uninterrupted_run(tmp_p
     study = _create_with_queue(tmp_path, url, _asha_spec(tmp_path, n_trials=6, epochs=2))
     result = run_hpo("worker", "--study", "tiny", "--storage", url, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
+    assert " paused, " in result.stderr.splitlines()[-1]  # the progress line says so
     trials = study.get_trials()
     assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
     assert trials[1].state == TrialState.PRUNED and trials[1].user_attrs[record.PAUSED_AT] == 1
