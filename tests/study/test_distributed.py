@@ -529,3 +529,32 @@ def test_a_crafted_checkpoint_is_refused_by_a_real_retry_and_runs_nothing(
     assert retry.state == TrialState.COMPLETE  # started afresh, still ends with a result
     assert "resumed_from_epoch" not in retry.user_attrs
     assert sorted(retry.intermediate_values) == [1, 2, 3]
+
+
+@pytest.mark.parametrize("heartbeat", ["none", "stale"])
+def test_the_end_of_study_wait_on_a_dead_running_trial_is_bounded(tmp_path, pg_study,
+                                                                   heartbeat: str) -> None:
+    """The budget is met and a trial is left RUNNING by a dead worker, with no heartbeat row
+    (it died right after claiming it) or a stale one: a new worker waits at most about one
+    grace period for it (4 s here), fails it, runs its retry and ends. Every wait of the
+    worker loop is bounded this way: a trial with a heartbeat row goes stale after the grace
+    period, one without is failed by fail_orphans after it, and a storage call gives up after
+    HPO_DB_RETRY_S."""
+    url, name = pg_study
+    _create(tmp_path, _slow_spec(tmp_path, epochs=1, n_trials=1), url, name)
+    study = _study(url, name)
+    storage = open_storage(url)
+    dist = {"x": optuna.distributions.FloatDistribution(0, 1)}
+    study.add_trial(optuna.trial.create_trial(value=0.5, params={"x": 0.5}, distributions=dist))
+    dead = storage.create_new_trial(study._study_id)  # RUNNING, its worker gone
+    if heartbeat == "stale":
+        storage.record_heartbeat(dead)
+        time.sleep(5)
+    start = time.monotonic()
+    result = run_hpo("worker", "--study", name, "--storage", url, "--checkpoint-dir",
+                     str(tmp_path / "ckpt"), cwd=tmp_path, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert time.monotonic() - start < 90  # start-up, one grace period, one 1-epoch retry
+    trials = _study(url, name).get_trials()
+    assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+    assert trials[1].state == TrialState.FAIL
