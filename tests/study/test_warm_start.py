@@ -19,9 +19,14 @@ init = ["kaiming_normal", "xavier_uniform"]
 
 
 def _spec(tmp: Path, name: str, search: str, warm: list[str], n_trials: int = 3) -> Path:
+    """A tiny spec; a warm-started one trains its own trials to the end (no pruner), since the
+    median pruner, judging them against the warm-start trials, could otherwise prune them all."""
     spec = write_spec(tmp, n_trials=n_trials, epochs=2, search=search, name=f"{name}.toml")
     text = spec.read_text().replace('name = "tiny"', f'name = "{name}"\nwarm_start = {warm!r}'
                                     .replace("'", '"'))
+    if warm:
+        text = text.replace('name = "median"\nn_startup_trials = 2\nn_warmup_steps = 1',
+                            'name = "none"')
     spec.write_text(text)
     return spec
 
