@@ -59,13 +59,14 @@ def _launch(args: argparse.Namespace) -> int:
 
 
 def _worker(args: argparse.Namespace) -> int:
-    from hpo.study._launch import check_data_of
+    from hpo.study._launch import check_budget, check_data_of
     from hpo.study._pool import run_pool
     from hpo.study._spec import load_spec_from_study
     from hpo.study._storage import open_storage, resolve_url
 
     url = resolve_url(args.storage)
     _, spec = load_spec_from_study(open_storage(url), url, args.study)
+    check_budget(spec, args.n_trials)
     check_data_of(spec)
     slots = _slots(args, dict(spec.raw))
     return run_pool(url, args.study, slots, checkpoint_dir=_checkpoint_dir(args, url),

@@ -41,6 +41,7 @@ RESUMED_FROM_EPOCH = "resumed_from_epoch"
 TEST_ACCURACY = "test_accuracy"  # replicates only: the one place the test split is read
 DUPLICATE_OF = "duplicate_of"  # a sampled repeat of a finished trial, not trained again
 WARM_START = "warm_start"  # "<study>#<number>": copied from an earlier study, not trained here
+SURPLUS = "surplus"  # asked for after every slot of a head-to-head study was taken; untrained
 PAUSED_AT = "paused_at"  # epoch where the asha pruner paused it; a continuation may resume it
 # per stage, per epoch: stages, grad_norm, weight_norm, update_ratio (lists of lists); per
 # epoch: ratio (stem over last stage) and state (None, "vanishing" or "exploding")

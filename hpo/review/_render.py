@@ -17,16 +17,22 @@ import optuna
 from hpo import record
 from hpo.limits import EXPLODING, VANISHING
 from hpo.review._format import fmt, group_label, markdown_table, text_table
+from hpo.review._headtohead import figure as h2h_figure
+from hpo.review._headtohead import png as h2h_png
+from hpo.review._headtohead import tables as h2h_tables
 
 Table = tuple[list[str], list[list[str]]]
 # The sections a caller may ask for by name (``hpo replicate`` prints only "replicates").
-SECTIONS = ("trials", "top", "factors", "rungs", "matrix", "importances", "gradient_flow",
-            "compute", "curves", "replicates")
+SECTIONS = ("head_to_head", "trials", "top", "factors", "rungs", "matrix", "importances",
+            "gradient_flow", "compute", "curves", "replicates")
 
 
 def sections(r: dict[str, Any], only: tuple[str, ...] = SECTIONS) -> list[tuple[str, Table]]:
     """The report as titled tables, in reading order; ``only`` picks sections by name."""
     out: list[tuple[str, str, Table]] = []
+    if r.get("head_to_head"):
+        out += [("head_to_head", title, table)
+                for title, table in h2h_tables(r["head_to_head"], r["metric"])]
     counts = r["n_trials"]
     out.append(("trials", "Trials", (list(counts), [[str(v) for v in counts.values()]])))
     if r.get("warm_start"):
@@ -199,6 +205,9 @@ def _figures(r: dict[str, Any], study: optuna.Study) -> list[tuple[str, Any]]:
     name, metric = r["study"], r["metric"]
     trials = [t for t in study.get_trials(deepcopy=False) if not record.is_replicate(t)]
     figs: list[tuple[str, Any]] = []
+    if r.get("head_to_head"):
+        figs.append(("Head-to-head: expected best value per budget",
+                     h2h_figure(r["head_to_head"], name, metric)))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         sub = optuna.create_study(direction=study.direction)
@@ -264,6 +273,8 @@ def _pngs(r: dict[str, Any], folder: Path) -> None:
 
     name, metric = r["study"], r["metric"]
     folder.mkdir(parents=True, exist_ok=True)
+    if r.get("head_to_head"):
+        h2h_png(r["head_to_head"], name, metric, folder / "expected_best.png")
     fig, ax = plt.subplots(figsize=(6, 4), dpi=150)
     for t in r["top"]:
         ax.plot(range(1, len(t["curve"]) + 1), t["curve"], marker=".",

@@ -37,6 +37,13 @@ Schema (``hpo/review/report.schema.json`` is the machine-readable form):
   ``retried``): ``trials``, ``epochs`` (trained by that trial itself, so each epoch counts
   once), ``device_hours``; and ``pruning``: ``full_epochs`` (finished configurations x the
   spec's epochs), ``epochs_run``, ``saved_epochs``, ``saved_share``
+- ``head_to_head``: for a ``[compare]`` study (null otherwise), see
+  :mod:`hpo.review._headtohead`: ``axis``, ``budget``, ``seeds``, ``state`` (tuning,
+  finalists, done), per level (``levels``): ``trials``, ``complete``, ``failed``, ``best``,
+  ``best_trial``, ``expected_best`` (``n``, ``mean``, ``std``) and ``finalist`` (the best
+  configuration's replicates: ``n``, ``val_mean``, ``val_ci95``, ``test_mean``, ``test_ci95``,
+  ``values``, ``test_values``); ``pairs`` (``a``, ``b``, ``diff``, ``ci95``, ``p``,
+  ``p_holm``, ``significant``) compared by ``compared_by``; ``ranking`` and ``ranking_by_n``
 - ``replicates``: per replicated trial: ``trial_number``, ``n``, ``val_mean``, ``val_ci95``,
   ``test_mean``, ``test_ci95``, ``values``; ``leader_separated`` (Welch's t-test, p < 0.05)
   and its ``p_value``
@@ -60,6 +67,8 @@ from optuna.trial import FrozenTrial, TrialState
 
 from hpo import record
 from hpo.errors import UserError
+from hpo.review._headtohead import head_to_head, unequal_note
+from hpo.review._headtohead import verdict as h2h_verdict
 
 AXES = ("optimizer", "schedule", "init", "weight_decay_band")
 
@@ -347,7 +356,8 @@ def build_report(study: optuna.Study, storage_shown: str, top_k: int = 5) -> dic
     """The report of ``study``; refuses a study with no complete trial."""
     trials = study.get_trials(deepcopy=False)
     metric = record.spec_metric(study)
-    main = [t for t in trials if not record.is_replicate(t) and not record.is_warm(t)]
+    main = [t for t in trials if not record.is_replicate(t) and not record.is_warm(t)
+            and record.SURPLUS not in t.user_attrs]
     warm: dict[str, int] = defaultdict(int)
     for t in trials:
         if record.is_warm(t):
@@ -374,12 +384,15 @@ def build_report(study: optuna.Study, storage_shown: str, top_k: int = 5) -> dic
     levels = factors(finished, sign)
     reps = replicates(trials, sign)
     importances, note = _importances(study, complete)
+    h2h = head_to_head(study, trials)
     return {
         "study": study.study_name,
         "direction": "maximize" if sign > 0 else "minimize",
         "metric": metric,
         "storage": storage_shown,
-        "verdict": verdict(study.study_name, metric, best, levels, reps, sign),
+        "verdict": h2h_verdict(h2h) if h2h else
+        verdict(study.study_name, metric, best, levels, reps, sign) + unequal_note(
+            {axis: levels[axis] for axis in AXES[:3]}),
         "n_trials": counts,
         "best": {"value": best.value, "trial_number": best.number,
                  "config": best.user_attrs.get(record.CONFIG, {})},
@@ -398,5 +411,6 @@ def build_report(study: optuna.Study, storage_shown: str, top_k: int = 5) -> dic
         "compute": compute(originals, full_epochs),
         "warm_start": dict(warm),
         "replicates": reps,
+        "head_to_head": h2h,
     }
 

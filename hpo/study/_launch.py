@@ -15,6 +15,7 @@ import optuna
 
 from hpo import record
 from hpo.errors import UserError
+from hpo.study._compare import enqueue_slots
 from hpo.study._pool import Slot, run_pool
 from hpo.study._signals import StopFlag
 from hpo.study._spec import StudySpec
@@ -44,12 +45,21 @@ def create_or_resume(spec: StudySpec, storage_url: str, study_name: str) -> optu
         # another storage never reads or deletes this one's checkpoints.
         study.set_user_attr(record.STUDY_UID, uuid.uuid4().hex)
         warm_start(study, spec, sources, storage_url)
+        if spec.compare is not None:
+            enqueue_slots(study, spec.compare)
     elif _canonical(stored) != _canonical(spec.raw):
         differ = ", ".join(_differing_keys(stored, spec.raw)) or "their layout"
         raise UserError(f"study {study_name!r} already exists in {redact(storage_url)} with a "
                         f"different spec than {spec.source} (differing: {differ}); choose "
                         "another --study-name")
     return study
+
+
+def check_budget(spec: StudySpec, n_trials: int | None) -> None:
+    """A head-to-head study's budget is its slots: ``--n-trials`` cannot change it."""
+    if spec.compare is not None and n_trials not in (None, spec.n_trials):
+        raise UserError(f"{spec.source}: --n-trials does not apply to a [compare] study; its "
+                        f"budget is compare.budget ({spec.compare.budget}) per level")
 
 
 def check_data_of(spec: StudySpec) -> None:
@@ -93,8 +103,12 @@ def launch(
     Returns the study and the pool's exit status (see :func:`run_pool`).
     """
     out = out or sys.stderr
+    check_budget(spec, n_trials)
     study = create_or_resume(spec, storage_url, study_name)
-    fresh = not study.get_trials(deepcopy=False)  # only then may the spec's seed be replayed
+    # Only a study that has trained nothing may replay the spec's seed (copied warm-start
+    # trials and queued head-to-head slots are not training).
+    fresh = all(record.is_warm(t) or t.state == optuna.trial.TrialState.WAITING
+                for t in study.get_trials(deepcopy=False))
     budget = n_trials or spec.n_trials
     where = ", ".join(sorted({f"GPU {s.gpu}" if s.gpu else "CPU" for s in slots}))
     print(f"[hpo] study {study_name!r} in {redact(storage_url)}: {budget} trials, "

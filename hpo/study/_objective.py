@@ -27,9 +27,11 @@ from optuna.trial import FrozenTrial, TrialState
 
 from hpo import record
 from hpo.study._checkpoints import CheckpointStore
+from hpo.study._compare import inner_pruner
 from hpo.study._notes import attach, lineage
 from hpo.study._ownership import TrialLocks
 from hpo.study._promotion import AshaPruner, duplicate_promotion
+from hpo.study._replicate import duplicate_replicate
 from hpo.study._space import suggest_config
 from hpo.study._spec import StudySpec
 from hpo.study._storage import Liveness, requeue
@@ -97,6 +99,8 @@ class Objective:
         if self.locks is not None:  # before anything names this process as the trial's owner
             self.locks.hold(trial)
         spec = self.spec
+        if spec.compare is not None and _outside_slots(trial, spec.compare.axis):
+            _surplus(trial)
         config = suggest_config(trial, spec.space, spec.base)
         # A replicate (hpo replicate) reruns a finished trial's params with a new seed, is never
         # pruned, and is the one place where the test split is evaluated.
@@ -107,9 +111,9 @@ class Objective:
         twin = None if spec.repeats else _finished_twin(trial)
         if twin is not None:
             return _reuse(trial, twin)
-        earlier = duplicate_promotion(trial)
+        earlier = duplicate_promotion(trial) if not replicate else duplicate_replicate(trial)
         if earlier is not None:
-            return _reuse_promotion(trial, earlier)
+            return _reuse_queued(trial, earlier)
         if self.sampler_seed is not None:
             trial.set_user_attr(record.SAMPLER_SEED, self.sampler_seed)
         trial.set_user_attr(record.CPU_THREADS, torch.get_num_threads())
@@ -119,7 +123,8 @@ class Objective:
         curve: dict[str, list[float]] = {"train_loss": [], "val_loss": [], "val_accuracy": []}
         self._flows: list[dict[str, Any]] = []
 
-        pauses = isinstance(trial.study.pruner, AshaPruner) and trial.study.pruner.promotion
+        asha = inner_pruner(trial.study.pruner)
+        pauses = isinstance(asha, AshaPruner) and asha.promotion
 
         def on_epoch(m: EpochMetrics) -> str | None:
             try:
@@ -257,15 +262,36 @@ def _finished_twin(trial: optuna.Trial) -> FrozenTrial | None:
 
 
 class DuplicateOfRunning(Exception):
-    """Another worker trains these very parameters now: this trial ends FAIL, untrained (the
-    samplers ignore failed trials, so the configuration is not marked bad)."""
+    """This trial ends FAIL, untrained: another worker trains its parameters now, or (a
+    surplus trial) it belongs to no slot. Samplers ignore failed trials, so the configuration
+    is not marked bad."""
 
 
-def _reuse_promotion(trial: optuna.Trial, earlier: int) -> float:
-    """Ends a continuation that another worker queued too, untrained: ``earlier`` runs it."""
-    reason = (f"duplicate promotion of trial {trial.user_attrs[record.PROMOTED_FROM]}: trial "
-              f"{earlier} continues it, not trained again")
+def _reuse_queued(trial: optuna.Trial, earlier: int) -> float:
+    """Ends a continuation or replicate that another worker queued too, untrained: ``earlier``
+    runs it."""
+    what = (f"promotion of trial {trial.user_attrs[record.PROMOTED_FROM]}"
+            if record.PROMOTED_FROM in trial.user_attrs else
+            f"replicate of trial {trial.user_attrs[record.REPLICATE_OF]} (seed "
+            f"{trial.user_attrs[record.REPLICATE_SEED]})")
+    reason = f"duplicate {what}: trial {earlier} runs it, not trained again"
     trial.set_user_attr(record.DUPLICATE_OF, earlier)
+    trial.set_user_attr(record.EPOCHS_RUN, 0)
+    trial.set_user_attr(record.STOP_REASON, reason)
+    raise DuplicateOfRunning(reason)
+
+
+def _outside_slots(trial: optuna.Trial, axis: str) -> bool:
+    """A head-to-head study's trial that no queued slot fixed the level of: another worker took
+    the last slot between this worker's look at the queue and its ask."""
+    system = trial.storage.get_trial_system_attrs(trial._trial_id)  # noqa: SLF001
+    return axis not in (system.get(record.FIXED_PARAMS) or {})
+
+
+def _surplus(trial: optuna.Trial) -> None:
+    reason = ("surplus: every slot of the head-to-head study was taken when this trial was "
+              "asked for; not trained (it counts for no level)")
+    trial.set_user_attr(record.SURPLUS, True)
     trial.set_user_attr(record.EPOCHS_RUN, 0)
     trial.set_user_attr(record.STOP_REASON, reason)
     raise DuplicateOfRunning(reason)

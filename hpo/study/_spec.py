@@ -19,6 +19,7 @@ import optuna
 from hpo import record
 from hpo.checks import (
     AT_LEAST_ONE,
+    AT_LEAST_TWO,
     NON_NEGATIVE,
     UNIT_HALF_OPEN,
     UNIT_OPEN,
@@ -26,8 +27,17 @@ from hpo.checks import (
     Rule,
 )
 from hpo.errors import UserError
+from hpo.study._compare import CompareSpec
 from hpo.study._samplers import PATIENCE_OPTIONS, PRUNERS, SAMPLERS, missing_package
-from hpo.study._space import AXES, PARAMS, SearchSpace, entry_params, grid_space, parse_search
+from hpo.study._space import (
+    AXES,
+    PARAMS,
+    Choice,
+    SearchSpace,
+    entry_params,
+    grid_space,
+    parse_search,
+)
 from hpo.study._storage import Liveness, find_study
 from hpo.training import (
     DATASETS,
@@ -39,7 +49,7 @@ from hpo.training import (
 )
 
 METRICS = {"val_accuracy": "maximize", "val_loss": "minimize"}
-SECTIONS = ("study", "sampler", "pruner", "data", "model", "training", "search")
+SECTIONS = ("study", "sampler", "pruner", "data", "model", "training", "search", "compare")
 _DATA_RULES = {
     "name": Rule("str", choices=tuple(DATASETS)),
     "root": Rule("str"),
@@ -79,6 +89,7 @@ class StudySpec:
         repeats: train a sampled configuration again when a finished trial already has exactly
             its parameters (default False: the trial reuses that result, ``duplicate_of``).
         warm_start: earlier studies (same storage) whose finished trials seed the sampler.
+        compare: the head-to-head protocol (``[compare]``), or None for an ordinary study.
         raw: the spec as written, stored in the study.
         source: where it was read from, for messages.
     """
@@ -101,6 +112,7 @@ class StudySpec:
     warm_start: tuple[str, ...]
     source: str
     grid: Mapping[str, list[Any]] = field(default_factory=dict)
+    compare: CompareSpec | None = None
 
 
 def load_spec(path: str | Path) -> StudySpec:
@@ -156,7 +168,7 @@ def parse_spec(raw: Mapping[str, Any], source: str) -> StudySpec:
     if direction != METRICS[metric]:
         c.fail("study.direction", f"{metric} is always {METRICS[metric]}d; remove the key "
                                   f"or set it to {METRICS[metric]!r}")
-    n_trials = c.require(study, "study", "n_trials", Rule("int", bound=AT_LEAST_ONE))
+    n_trials = c.get(study, "study", "n_trials", Rule("int", bound=AT_LEAST_ONE), None)
     defaults = Liveness()
     liveness = Liveness(
         c.get(study, "study", "heartbeat_interval", Rule("int", bound=AT_LEAST_ONE),
@@ -182,6 +194,16 @@ def parse_spec(raw: Mapping[str, Any], source: str) -> StudySpec:
     training = c.options(c.table(raw, "training", "", None), "training", _TRAINING_RULES)
     base = TrainConfig(data=data, model=model, **training)
     space = parse_search(c, c.table(raw, "search", "", None))
+    compare = _compare(c, c.table(raw, "compare", "", ("axis", "budget", "seeds")), space)
+    if compare is None and n_trials is None:
+        c.fail("study.n_trials", "is required (an integer: the trials to run; a [compare] "
+                                 "study gives a budget per level instead)")
+    if compare is not None:
+        if n_trials is not None and n_trials != compare.n_trials:
+            c.fail("study.n_trials", f"is {n_trials}, but [compare] gives {compare.budget} "
+                                     f"trials to each of {len(compare.levels)} levels "
+                                     f"({compare.n_trials}); remove n_trials")
+        n_trials = compare.n_trials
 
     sampler_t = c.table(raw, "sampler", "", None)
     sampler = c.get(sampler_t, "sampler", "name", Rule("str", choices=tuple(SAMPLERS)), "tpe")
@@ -195,6 +217,9 @@ def parse_spec(raw: Mapping[str, Any], source: str) -> StudySpec:
         c.fail("sampler.name", f"{sampler!r} needs the Python package {missing!r}, which does "
                                "not import; install it or choose another sampler")
     grid = grid_space(c, space) if sampler == "grid" else {}
+    if compare is not None and sampler == "grid":
+        c.fail("sampler.name", "a [compare] study gives every level the same budget of sampled "
+                               "trials; the grid sampler walks one grid for all; choose another")
 
     pruner_t = c.table(raw, "pruner", "", None)
     pruner = c.get(pruner_t, "pruner", "name", Rule("str", choices=tuple(PRUNERS)), "median")
@@ -215,8 +240,23 @@ def parse_spec(raw: Mapping[str, Any], source: str) -> StudySpec:
         pruner=pruner, pruner_options=pruner_options,
         base=base, space=space, liveness=liveness, keep_checkpoints=keep_checkpoints,
         repeats=repeats, warm_start=tuple(warm),
-        raw=dict(raw), source=source, grid=grid,
+        raw=dict(raw), source=source, grid=grid, compare=compare,
     )
+
+
+def _compare(c: Checker, table: dict[str, Any], space: SearchSpace) -> CompareSpec | None:
+    """``[compare]``: the axis must be a choice of two or more levels in ``[search]``."""
+    if not table:
+        return None
+    choices = [a for a, d in space.axes.items() if isinstance(d, Choice) and len(d.values) > 1]
+    axis = c.require(table, "compare", "axis", Rule("str"))
+    if axis not in choices:
+        allowed = ", ".join(choices) or "none (list two or more levels of an axis in [search])"
+        c.fail("compare.axis", f"{axis!r} is not a choice of two or more levels in [search]; "
+                               f"allowed: {allowed}")
+    budget = c.require(table, "compare", "budget", Rule("int", bound=AT_LEAST_ONE))
+    seeds = c.get(table, "compare", "seeds", Rule("int", bound=AT_LEAST_TWO), 3)
+    return CompareSpec(axis, tuple(space.axes[axis].values), budget, seeds)  # type: ignore
 
 
 def _model(c: Checker, table: dict[str, Any], path: str) -> ModelConfig:

@@ -22,6 +22,13 @@ from optuna.trial import FrozenTrial, TrialState
 
 from hpo import record
 from hpo.study._checkpoints import CheckpointStore, artifact_store
+from hpo.study._compare import (
+    enqueue_finalists,
+    inner_pruner,
+    level_views,
+    slots_open,
+    split_by_level,
+)
 from hpo.study._entry import EXIT_OUT_OF_MEMORY
 from hpo.study._objective import (
     DuplicateOfRunning,
@@ -57,20 +64,26 @@ class Budget:
     A lineage counts once: a paused trial that a continuation carries on is not counted (the
     continuation is, when it finishes). Also once as many trials failed for good (not retried:
     a config that always crashes must not keep workers busy forever), and as soon as the
-    worker's stop flag is set.
+    worker's stop flag is set. A head-to-head study (``slots``) is met once no queued slot is
+    waiting or training: its trials are exactly the slots queued at its creation.
     """
 
-    def __init__(self, n_trials: int, stop_flag: StopFlag | None = None) -> None:
+    def __init__(self, n_trials: int, stop_flag: StopFlag | None = None,
+                 slots: bool = False) -> None:
         self.n_trials = n_trials
         self.stop_flag = stop_flag
+        self.slots = slots
 
     def met(self, study: optuna.Study) -> bool:
         trials = study.get_trials(deepcopy=False)
+        if self.slots:
+            return not slots_open(trials)
         retried = record.retried_numbers(trials)  # also paused trials that were promoted
         finished = sum(t.state in record.FINISHED and not record.is_replicate(t)
                        and not record.is_warm(t) and t.number not in retried for t in trials)
         errors = sum(t.state == TrialState.FAIL and t.number not in retried
-                     and record.DUPLICATE_OF not in t.user_attrs for t in trials)
+                     and record.DUPLICATE_OF not in t.user_attrs
+                     and record.SURPLUS not in t.user_attrs for t in trials)
         return finished >= self.n_trials or errors >= self.n_trials
 
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
@@ -131,25 +144,30 @@ def run_worker(
         artifacts = artifact_store(Path(checkpoint_dir))
         locks = TrialLocks(store.dir)
     seed = sampler_seed(spec.seed, seeded, shared=SAMPLERS[spec.sampler].shared_seed)
-    study = optuna.load_study(
-        study_name=study_name, storage=storage,
-        sampler=build_sampler(spec.sampler, spec.sampler_options, seed, spec.grid),
-        pruner=build_pruner(spec.pruner, spec.pruner_options),
-    )
+    sampler = build_sampler(spec.sampler, spec.sampler_options, seed, spec.grid)
+    pruner = build_pruner(spec.pruner, spec.pruner_options)
+    if spec.compare is not None:
+        sampler, pruner = split_by_level(
+            spec.compare, lambda s: build_sampler(spec.sampler, spec.sampler_options, s),
+            seed, pruner)
+    study = optuna.load_study(study_name=study_name, storage=storage, sampler=sampler,
+                              pruner=pruner)
     study_id = storage.get_study_id_from_name(study_name)
-    budget = Budget(n_trials or spec.n_trials, stop_flag)
+    budget = Budget(n_trials or spec.n_trials, stop_flag, slots=spec.compare is not None)
     objective = Objective(spec, pick_device(), stop_flag, store, spec.liveness, artifacts,
                           locks, sampler_seed=seed)
     deadline = None if timeout is None else time.monotonic() + timeout
     callbacks = [budget]
-    pruner = study.pruner
-    promoting = store is not None and isinstance(pruner, AshaPruner) and pruner.promotion
+    asha = inner_pruner(study.pruner)
+    promoting = store is not None and isinstance(asha, AshaPruner) and asha.promotion
 
     def promote(s: optuna.Study, _: FrozenTrial | None = None) -> None:
         """Queues a due promotion before the next trial is asked for (paused trials resume
-        from their checkpoints, so promotion needs the checkpoint store)."""
+        from their checkpoints, so promotion needs the checkpoint store); in a head-to-head
+        study, within each level."""
         if promoting and not budget.met(s):
-            promote_due(s, pruner)
+            for view in level_views(s, spec.compare):
+                promote_due(view, asha)  # type: ignore[arg-type]
 
     callbacks.insert(0, promote)
     if store is not None:
@@ -163,7 +181,13 @@ def run_worker(
         if locks is not None and not heartbeat_enabled(storage):
             requeue_unowned(study, locks, spec.liveness)
         waiting = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
-        if budget.met(study) and not waiting:
+        if spec.compare is not None and not waiting and \
+                enqueue_finalists(study, spec.compare, spec.base.seed):
+            continue
+        # a head-to-head study runs queued trials only: asking for more would add a trial
+        # outside every level's budget
+        queued_only = spec.compare is not None or budget.met(study)
+        if queued_only and not waiting:
             running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
             if not running or not heartbeat_enabled(storage):
                 break
@@ -176,7 +200,7 @@ def run_worker(
             break
         promote(study)
         try:
-            study.optimize(objective, n_trials=1 if budget.met(study) else None, timeout=left,
+            study.optimize(objective, n_trials=1 if queued_only else None, timeout=left,
                            callbacks=callbacks, catch=(Exception,), gc_after_trial=False)
         except ValueError as e:
             if not str(e).startswith("Cannot tell a"):
