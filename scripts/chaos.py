@@ -2,6 +2,7 @@
 database restarted, on a bounded schedule; then checks that nothing was lost.
 
     .venv/bin/python scripts/chaos.py [--storage URL] [--workers 3] [--trials 8] [--chaos-s 60]
+        [--epochs 4] [--train-size 1500]
 
 Workers are separate ``hpo worker`` processes (each its own process group, like separate
 machines sharing one checkpoint directory). During ``--chaos-s`` seconds, every 3-8 s one
@@ -49,7 +50,7 @@ seed = 0
 name = "none"
 [data]
 name = "synthetic"
-train_size = 1500
+train_size = {train_size}
 test_size = 50
 [model]
 name = "resnet8"
@@ -149,6 +150,9 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=3)
     parser.add_argument("--trials", type=int, default=8)
     parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--train-size", type=int, default=1500,
+                        help="training images per trial (smaller: the storage, not training, "
+                             "is the load, as in bench_load.py)")
     parser.add_argument("--chaos-s", type=float, default=60.0)
     parser.add_argument("--restarts", type=int, default=1, help="PostgreSQL restarts at most")
     parser.add_argument("--seed", type=int, default=0)
@@ -158,7 +162,8 @@ def main() -> int:
     faults = {"kill": 0, "drop": 0, "restart": 0}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        (work / "chaos.toml").write_text(SPEC.format(trials=args.trials, epochs=args.epochs))
+        (work / "chaos.toml").write_text(SPEC.format(trials=args.trials, epochs=args.epochs,
+                                                          train_size=args.train_size))
         subprocess.run([sys.executable, "-m", "hpo", "create", "chaos.toml", "--storage",
                         args.storage, "--study-name", name], cwd=work, check=True,
                        capture_output=True, env={**os.environ, "PYTHONPATH": str(REPO)})

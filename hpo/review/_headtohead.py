@@ -229,13 +229,25 @@ def verdict(h: dict[str, Any]) -> str:
             text += (f"{first} and {second} are not separated: {first} leads by {gap:.4f}"
                      f"{interval}, p = {pair['p_holm']:.3g} after Holm's correction for "
                      f"{len(h['pairs'])} pair(s).")
-    changes = [(n, order) for n, order in h["ranking_by_n"].items()
-               if order and ranked and order[0] != ranked[0]]
-    if changes:
-        n, order = changes[0]
-        text += (f" The budget matters: with {n} trial(s) per level {order[0]} would be "
-                 f"expected to lead (expected best value, Dodge et al.).")
+    text += _budget_clause(h["ranking_by_n"])
     return text
+
+
+def _budget_clause(by_n: dict[str, list[Any]]) -> str:
+    """Says when the level expected to lead changes with the number of trials per level."""
+    leaders = [(int(n), order[0]) for n, order in by_n.items() if order]
+    if len({level for _, level in leaders}) < 2:
+        return ""
+    spans: list[tuple[Any, list[int]]] = []
+    for n, level in leaders:
+        if spans and spans[-1][0] == level:
+            spans[-1][1].append(n)
+        else:
+            spans.append((level, [n]))
+    parts = [f"{level} at {ns[0]}" + (f"-{ns[-1]}" if len(ns) > 1 else "")
+             for level, ns in spans]
+    return (" The leader depends on the budget (expected best validation value, Dodge et "
+            f"al.): {', '.join(parts)} trials per level.")
 
 
 def _pm(mean: float | None, half: float | None) -> str:
@@ -329,6 +341,7 @@ def png(h: dict[str, Any], name: str, metric: str, path: Any) -> None:
         ax.fill_between(xs, [m - s for m, s in zip(means, stds, strict=True)],
                         [m + s for m, s in zip(means, stds, strict=True)], alpha=0.15)
     ax.set_xscale("log", base=2)
+    ax.set_xticks(xs, [str(x) for x in xs])
     ax.set(xlabel="trials per level (n)", ylabel=f"expected best {metric}",
            title=f"{name}: expected best {metric} per {h['axis']}")
     ax.legend(fontsize=8)
