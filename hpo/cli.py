@@ -153,6 +153,9 @@ def _compare(args: argparse.Namespace) -> int:
     from hpo.review._report import build_report
     from hpo.study._storage import redact
 
+    twice = sorted({name for name in args.studies if args.studies.count(name) > 1})
+    if twice:
+        raise UserError(f"hpo compare: study {twice[0]!r} is named twice; name each study once")
     reports = []
     for name in args.studies:
         study, url = _open_study(args, name)

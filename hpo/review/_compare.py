@@ -2,6 +2,8 @@
 
 Rows are the union of the levels the studies tried (an optimizer one study never tried shows
 ``-``), so ResNet-20 and ResNet-56, or CIFAR-10 and CIFAR-100, line up on shared dimensions.
+Head-to-head studies add their head-to-head tables, one study after the other, each with its
+verdict.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from hpo.review._format import fmt, group_label, markdown_table, text_table
+from hpo.review._headtohead import tables as h2h_tables
 from hpo.review._report import AXES
 
 
@@ -35,6 +38,10 @@ def compare_tables(reports: list[dict[str, Any]]) -> list[tuple[str, list[str], 
                       for r in reports)] for label in labels]
     out.append(("Gradient flow: stem / last stage ratio at epoch 1 -> last epoch (flagged "
                 "vanishing or exploding)", ["optimizer", *groups], rows))
+    for r in reports:
+        if r.get("head_to_head"):
+            out += [(f"{r['study']}: {title}", headers, rows)
+                    for title, (headers, rows) in h2h_tables(r["head_to_head"], r["metric"])]
     return out
 
 
@@ -48,6 +55,7 @@ def compare_text(reports: list[dict[str, Any]], markdown: bool = False) -> str:
     head = ", ".join(f"{r['study']} (best {fmt(r['best']['value'])}, {r['metric']})"
                      for r in reports)
     parts.append(f"# Comparing {head}" if markdown else f"Comparing {head}")
+    parts += [f"{r['study']}: {r['verdict']}" for r in reports if r.get("head_to_head")]
     for title, headers, rows in compare_tables(reports):
         if markdown:
             parts.append(f"## {title}\n\n{markdown_table(headers, rows)}")
