@@ -14,7 +14,7 @@ from optuna.trial import TrialState, create_trial
 from hpo import record
 from hpo.review._headtohead import budgets, expected_best, holm
 from hpo.review._report import build_report
-from hpo.study._compare import LevelSampler
+from hpo.study._compare import LevelPruner, LevelSampler
 
 
 @pytest.mark.parametrize("sign", [1.0, -1.0])
@@ -95,3 +95,71 @@ def test_a_level_sampler_never_sees_another_levels_trials() -> None:
     alone = proposal([])
     crowded = proposal([done("adam", x / 20, 5.0 + x) for x in range(20)])
     assert alone == crowded
+
+
+def _slot(level: str, value: float, **attrs: object):
+    return create_trial(
+        state=TrialState.COMPLETE, value=value, params={"optimizer": level},
+        distributions={"optimizer": CategoricalDistribution(["a", "b"])},
+        intermediate_values={1: value},
+        user_attrs={record.CONFIG: {"optimizer": level}, record.EPOCHS_RUN: 1, **attrs})
+
+
+def test_the_head_to_head_verdict_ranks_finalists_and_says_when_the_budget_decides() -> None:
+    """Level a: one excellent trial among poor ones; level b: uniformly fair. By Dodge's
+    estimator b is expected to lead with 1 or 2 trials (0.6 against 0.3 and 0.45) and a with 4
+    (0.9 x (1 - 0.75^4) + 0.1 x 0.75^4 = 0.65); a's finalists beat b's clearly."""
+    study = optuna.create_study(direction="maximize")
+    study.set_user_attr(record.SPEC, {"compare": {"axis": "optimizer", "budget": 4, "seeds": 3},
+                                      "search": {"optimizer": ["a", "b"]}})
+    study.add_trials([_slot("a", v) for v in (0.9, 0.1, 0.1, 0.1)]
+                     + [_slot("b", 0.6) for _ in range(4)])
+    tests = {0: (0.95, 0.96, 0.94), 4: (0.61, 0.60, 0.62)}
+    study.add_trials([_slot("a" if n == 0 else "b", t, **{
+        record.REPLICATE_OF: n, record.REPLICATE_SEED: 1000 + i, record.TEST_ACCURACY: t})
+        for n, values in tests.items() for i, t in enumerate(values)])
+    report = build_report(study, "memory")
+    h2h = report["head_to_head"]
+    assert h2h["state"] == "done" and h2h["ranking"] == ["a", "b"]
+    assert h2h["ranking_by_n"] == {"1": ["b", "a"], "2": ["b", "a"], "4": ["a", "b"]}
+    assert [round(x["mean"], 4) for x in h2h["levels"][0]["expected_best"]] == \
+        [0.3, 0.45, round(0.9 * (1 - 0.75 ** 4) + 0.1 * 0.75 ** 4, 4)]
+    (pair,) = h2h["pairs"]
+    assert pair["diff"] == pytest.approx(0.34) and pair["significant"]
+    assert report["verdict"].startswith(
+        "Head-to-head on optimizer, 4 trials per level, best of each retrained with 3 seeds "
+        "(test accuracy): a 0.9500 +/- 0.0248, b 0.6100 +/- 0.0248. a beats b by 0.3400 (95 % CI")
+    assert "significant after Holm's correction for 1 pair(s)" in report["verdict"]
+    assert report["verdict"].endswith("The leader depends on the budget (expected best "
+                                      "validation value, Dodge et al.): b at 1-2, a at 4 "
+                                      "trials per level.")
+
+
+def test_a_level_pruner_judges_a_trial_against_its_own_level_only() -> None:
+    """Median pruning per level: 0.5 at epoch 1 is below every sgd trial (pruned) but above
+    every adam trial (kept); one median pruner over the whole study would prune both."""
+    def reported(level: str, value: float):
+        return create_trial(state=TrialState.COMPLETE, value=value,
+                            params={"optimizer": level},
+                            distributions={"optimizer": CategoricalDistribution(["sgd", "adam"])},
+                            intermediate_values={1: value})
+
+    pruner = LevelPruner(optuna.pruners.MedianPruner(n_startup_trials=1), "optimizer")
+    study = optuna.create_study(direction="maximize", pruner=pruner)
+    study.add_trials([reported("sgd", 0.9) for _ in range(3)]
+                     + [reported("adam", 0.2) for _ in range(2)])
+    verdicts = {}
+    for level in ("sgd", "adam"):
+        study.enqueue_trial({"optimizer": level})
+        trial = study.ask()
+        trial.suggest_categorical("optimizer", ["sgd", "adam"])
+        trial.report(0.5, 1)
+        verdicts[level] = trial.should_prune()
+        study.tell(trial, 0.5)
+    assert verdicts == {"sgd": True, "adam": False}
+    whole = optuna.create_study(direction="maximize",
+                                pruner=optuna.pruners.MedianPruner(n_startup_trials=1))
+    whole.add_trials(study.trials[:5])
+    trial = whole.ask()
+    trial.report(0.5, 1)
+    assert trial.should_prune()
