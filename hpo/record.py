@@ -38,6 +38,7 @@ SAMPLER_SEED = "sampler_seed"
 OWNER_LOCK = "owner_lock"  # the worker holds the trial's lock file (journal liveness)
 STOP_REASON = "stop_reason"
 RESUMED_FROM_EPOCH = "resumed_from_epoch"
+CODE = "code"  # model / data given by import path: import_path, version, sha256 of the module
 TEST_ACCURACY = "test_accuracy"  # replicates only: the one place the test split is read
 DUPLICATE_OF = "duplicate_of"  # a sampled repeat of a finished trial, not trained again
 WARM_START = "warm_start"  # "<study>#<number>": copied from an earlier study, not trained here

@@ -6,8 +6,10 @@ One file per configuration (YAML or JSON, same content):
   batch size, seed, precision and the whole optimization recipe);
 - ``metric``: ``name``, ``value`` (what the trial reached) and ``direction``;
 - ``provenance``: ``study``, ``trial_number``, ``storage`` (password redacted), ``exported_at``,
-  ``versions`` (hpo, torch, optuna, python), ``device``, ``cpu_threads``, ``host`` and
-  ``git_commit`` when known.
+  ``versions`` (hpo, torch, optuna, python), ``device``, ``cpu_threads``, ``host``,
+  ``git_commit`` when known, and ``code`` when the model or data is the user's own (per
+  ``model`` / ``data``: ``import_path``, the installed ``version`` or None, the module's
+  ``sha256``).
 
 ``hpo train FILE --verify`` retrains ``config`` and compares with ``metric.value``.
 """
@@ -72,6 +74,7 @@ def export_study(study: optuna.Study, storage_shown: str, top_k: int, fmt: str,
                 "cpu_threads": t.user_attrs.get(record.CPU_THREADS),
                 "host": t.user_attrs.get(record.HOST),
                 "git_commit": _git_commit(),
+                **({"code": t.user_attrs[record.CODE]} if record.CODE in t.user_attrs else {}),
             },
         }
         path = out_dir / f"{study.study_name}-trial{t.number}.{fmt}"

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 import uuid
@@ -63,12 +64,17 @@ def check_budget(spec: StudySpec, n_trials: int | None) -> None:
 
 
 def check_data_of(spec: StudySpec) -> None:
-    """The spec's data loads (one line naming the key and the path otherwise), checked before
-    any study or trial is created."""
-    from hpo.training import check_data
+    """The spec's data loads and its network (every model the search may pick) runs on it; one
+    line naming the key otherwise, checked before any study or trial is created."""
+    from hpo.training import check_data, check_model
 
     try:
-        check_data(spec.base.data)
+        data = check_data(spec.base.data)
+        sample = data.train.images[:2].float().div(255)
+        for name in spec.space.choices("model") if "model" in spec.space.axes else \
+                (spec.base.model.name,):
+            check_model(dataclasses.replace(spec.base.model, name=name), data.channels,
+                        data.num_classes, sample)
     except UserError as e:
         raise UserError(f"{spec.source}: {e}") from None
 

@@ -42,6 +42,7 @@ from hpo.training import (
     load_data,
     train,
 )
+from hpo.training._imported import code_of
 
 _log = logging.getLogger("hpo.worker")
 
@@ -108,6 +109,9 @@ class Objective:
         if replicate:
             config = dataclasses.replace(config, seed=int(trial.user_attrs[record.REPLICATE_SEED]))
         trial.set_user_attr(record.CONFIG, config.to_dict())
+        code = code_of(config.model.name, config.data.name)
+        if code:
+            trial.set_user_attr(record.CODE, code)
         twin = None if spec.repeats else _finished_twin(trial)
         if twin is not None:
             return _reuse(trial, twin)

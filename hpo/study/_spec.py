@@ -47,6 +47,8 @@ from hpo.training import (
     check_model_name,
     model_entry,
 )
+from hpo.training._imported import is_import_path
+from hpo.training._imported import problem as import_problem
 
 METRICS = {"val_accuracy": "maximize", "val_loss": "minimize"}
 SECTIONS = ("study", "sampler", "pruner", "data", "model", "training", "search", "compare")
@@ -262,9 +264,18 @@ def _compare(c: Checker, table: dict[str, Any], space: SearchSpace) -> CompareSp
 def _model(c: Checker, table: dict[str, Any], path: str) -> ModelConfig:
     c.no_unknown(table, path, [f.name for f in dataclasses.fields(ModelConfig)])
     name = c.get(table, path, "name", Rule("str"), "resnet20")
-    problem = check_model_name(name)
-    if problem:
-        c.fail(f"{path}.name", f"unknown model {name!r}; allowed: {problem}")
+    if is_import_path(name):
+        unusable = import_problem(name)
+        if unusable:
+            c.fail(f"{path}.name", unusable)
+    elif check_model_name(name):
+        c.fail(f"{path}.name", f"unknown model {name!r}; allowed: {check_model_name(name)}")
+    options = table.get("options", {})
+    if not isinstance(options, dict):
+        c.fail(f"{path}.options", f"must be a table of the factory's keyword arguments, got "
+                                  f"{options!r}")
+    if options and not is_import_path(name):
+        c.fail(f"{path}.options", f"only for a model given by import path; {name} takes none")
     defaults = ModelConfig()
     if not model_entry(name).cifar_options:  # a setting the network ignores means nothing
         for key in ("shortcut", "width", "residual", "norm"):
@@ -277,17 +288,27 @@ def _model(c: Checker, table: dict[str, Any], path: str) -> ModelConfig:
         c.get(table, path, "width", Rule("int", bound=AT_LEAST_ONE), defaults.width),
         c.get(table, path, "residual", Rule("bool"), defaults.residual),
         c.get(table, path, "norm", Rule("str", choices=("batch", "none")), defaults.norm),
+        options,
     )
 
 
 def _data(c: Checker, table: dict[str, Any], path: str = "data") -> DataConfig:
-    name = c.get(table, path, "name", _DATA_RULES["name"], "digits")
+    name = c.get(table, path, "name", Rule("str"), "digits")
+    common = {k: c.value(v, f"{path}.{k}", _DATA_RULES[k])
+              for k, v in table.items() if k in _DATA_RULES and k != "name"}
+    if is_import_path(name):  # a user's loader: its other keys are its keyword arguments
+        unusable = import_problem(name)
+        if unusable:
+            c.fail(f"{path}.name", unusable)
+        options = {k: v for k, v in table.items() if k not in _DATA_RULES}
+        return DataConfig(**common, name=name, options=options)
+    if name not in DATASETS:
+        c.fail(f"{path}.name", f"unknown value {name!r}; allowed: {', '.join(DATASETS)}, or "
+                               "'package.module:function' (your own loader)")
     extra = DATASETS[name].options  # keys only this dataset understands
     c.no_unknown(table, path, [*_DATA_RULES, *extra])
-    common = {k: c.value(v, f"{path}.{k}", _DATA_RULES[k])
-              for k, v in table.items() if k in _DATA_RULES}
     options = {k: c.value(v, f"{path}.{k}", extra[k]) for k, v in table.items() if k in extra}
-    return DataConfig(**{**common, "name": name}, options=options)
+    return DataConfig(**common, name=name, options=options)
 
 
 def check_config(raw: Mapping[str, Any], source: str) -> TrainConfig:

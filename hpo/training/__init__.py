@@ -9,7 +9,14 @@ from hpo.training._config import DataConfig, ModelConfig, TrainConfig
 from hpo.training._data import DATASETS, SYNTHETIC_DEFAULTS, Data, Split, check_data, load_data
 from hpo.training._init import INITS, apply_init
 from hpo.training._loader import DeviceBatches, random_crop, random_flip
-from hpo.training._models import MODELS, build_model, check_model_name, model_entry
+from hpo.training._models import (
+    MODELS,
+    build_model,
+    check_model,
+    check_model_name,
+    mark_closing,
+    model_entry,
+)
 from hpo.training._optimizers import OPTIMIZERS, build_optimizer, param_groups
 from hpo.training._schedules import SCHEDULES, lr_at
 from hpo.training._trainer import EpochMetrics, TrainResult, pick_device, train
@@ -33,11 +40,13 @@ __all__ = [
     "build_model",
     "build_optimizer",
     "check_data",
+    "check_model",
     "check_model_name",
     "load_data",
     "model_entry",
     "load_checkpoint",
     "lr_at",
+    "mark_closing",
     "param_groups",
     "pick_device",
     "random_crop",

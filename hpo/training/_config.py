@@ -48,11 +48,13 @@ class ModelConfig:
     """Which network.
 
     Attributes:
-        name: from :data:`hpo.training.MODELS`.
+        name: from :data:`hpo.training.MODELS`, or an import path (``"pkg.mod:factory"``,
+            see :mod:`hpo.training._imported`).
         shortcut, width: CIFAR ResNets only (option A or B; filters of the first stage).
         residual: CIFAR ResNets only: False removes the identity shortcuts (He et al.'s plain
             networks, the control that shows what skip connections buy).
         norm: CIFAR ResNets only: ``batch`` (BatchNorm) or ``none`` (no normalization).
+        options: a model given by import path only: keyword arguments of its factory.
     """
 
     name: str = "resnet20"
@@ -60,6 +62,7 @@ class ModelConfig:
     width: int = 16
     residual: bool = True
     norm: str = "batch"
+    options: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ import pickle
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -19,6 +20,7 @@ import torch
 from hpo.checks import AT_LEAST_ONE, NON_NEGATIVE, Rule
 from hpo.errors import UserError
 from hpo.training._config import DataConfig
+from hpo.training._imported import is_import_path, resolve
 from hpo.training._tables import lookup
 
 
@@ -198,6 +200,51 @@ DATASETS: dict[str, DatasetEntry] = {
 }
 
 
+def _as_split(raw: Any, key: str, name: str) -> Split:
+    """A user loader's ``(images, labels)`` pair as a Split; images become uint8."""
+    where = f"data.name: {name} returned"
+    if not isinstance(raw, tuple | list) or len(raw) != 2:
+        raise UserError(f"{where} {type(raw).__name__} for {key!r}; expected (images, labels)")
+    images, labels = (torch.as_tensor(np.asarray(x)) if not isinstance(x, torch.Tensor) else x
+                      for x in raw)
+    if images.dim() != 4:
+        raise UserError(f"{where} {key!r} images of shape {tuple(images.shape)}; expected "
+                        "(N, C, H, W)")
+    if images.is_floating_point():
+        images = images.mul(255).round_().clamp_(0, 255)
+    elif images.dtype != torch.uint8:
+        raise UserError(f"{where} {key!r} images of dtype {images.dtype}; expected uint8 "
+                        "(0..255) or floating point in [0, 1]")
+    if labels.dim() != 1 or len(labels) != len(images) or labels.is_floating_point() \
+            or (len(labels) and int(labels.min()) < 0):
+        raise UserError(f"{where} {key!r} labels of shape {tuple(labels.shape)} and dtype "
+                        f"{labels.dtype} for {len(images)} images; expected one integer >= 0 "
+                        "per image")
+    return Split(images.to(torch.uint8).contiguous(), labels.to(torch.int64),
+                 torch.arange(len(labels)))
+
+
+def _imported(cfg: DataConfig, with_test: bool) -> tuple[Split, Split | None, int]:
+    """A user's loader (see :mod:`hpo.training._imported` for the protocol)."""
+    out = resolve(cfg.name, "data.name")(with_test, **cfg.options)
+    if not isinstance(out, Mapping) or "train" not in out:
+        raise UserError(f"data.name: {cfg.name} returned {type(out).__name__}; expected a "
+                        "dict with 'train': (images, labels) and, when asked, 'test'")
+    pool = _as_split(out["train"], "train", cfg.name)
+    test = _as_split(out["test"], "test", cfg.name) if with_test and "test" in out else None
+    if with_test and test is None:
+        raise UserError(f"data.name: {cfg.name} returned no 'test' split when asked for it")
+    classes = 1 + max(int(s.labels.max()) for s in (pool, test) if s is not None and len(s))
+    if classes < 2:
+        raise UserError(f"data.name: {cfg.name} returned labels of one class only")
+    return pool, test, classes
+
+
+def source(name: str) -> Source:
+    """The loader of dataset ``name``: a table entry or an import path."""
+    return _imported if is_import_path(name) else lookup(DATASETS, name, "data.name").load
+
+
 def load_data(cfg: DataConfig, with_test: bool = False) -> Data:
     """Loads ``cfg``'s dataset and carves the validation split (``val_fraction``, ``split_seed``).
 
@@ -205,7 +252,7 @@ def load_data(cfg: DataConfig, with_test: bool = False) -> Data:
         cfg: what to load.
         with_test: also load the test split; studies never do, only final evaluation.
     """
-    pool, test, classes = lookup(DATASETS, cfg.name, "data.name").load(cfg, with_test)
+    pool, test, classes = source(cfg.name)(cfg, with_test)
     train, val = _split(pool, cfg.val_fraction, cfg.split_seed)
     pixels = train.images.float().div_(255)
     mean = tuple(pixels.mean(dim=(0, 2, 3)).tolist())
@@ -213,7 +260,7 @@ def load_data(cfg: DataConfig, with_test: bool = False) -> Data:
     return Data(train, val, test, classes, mean, std)
 
 
-def check_data(cfg: DataConfig) -> None:
+def check_data(cfg: DataConfig) -> Data:
     """Loads ``cfg``'s data once, before any trial exists; a missing, unreadable or damaged
     dataset is one :class:`UserError` line naming the key, the path and what to do.
 
@@ -221,11 +268,13 @@ def check_data(cfg: DataConfig) -> None:
     and the study is left holding only failures.
     """
     try:
-        load_data(cfg)
+        return load_data(cfg)
     except UserError:
         raise
-    except Exception as e:  # torchvision, pickle and PIL fail in many ways on bad files
+    except Exception as e:  # torchvision, pickle, PIL and users' loaders fail in many ways
+        why = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+        if is_import_path(cfg.name):
+            raise UserError(f"data.name: {cfg.name} failed ({why})") from None
         where = Path(cfg.root or "data")
         raise UserError(f"data.root: cannot read the {cfg.name} data under {where} "
-                        f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); "
-                        "check the path and the files there") from None
+                        f"({why}); check the path and the files there") from None

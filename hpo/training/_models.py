@@ -19,6 +19,7 @@ from torch import nn
 
 from hpo.errors import UserError
 from hpo.training._config import ModelConfig
+from hpo.training._imported import is_import_path, resolve
 
 CLOSES_RESIDUAL = "closes_residual"
 
@@ -214,8 +215,27 @@ CIFAR_FAMILY = ModelEntry(_cifar, cifar_options=True,
                           shown="resnet20/32/44/56/110 (any depth 6n+2 >= 8)")
 
 
+def _imported(config: ModelConfig, in_channels: int, num_classes: int) -> nn.Module:
+    factory = resolve(config.name, "model.name")
+    try:
+        model = factory(in_channels, num_classes, **config.options)
+    except Exception as e:  # the user's factory may fail in any way
+        raise UserError(f"model.name: {config.name} fails when called with ({in_channels}, "
+                        f"{num_classes}, **model.options) ({type(e).__name__}: "
+                        f"{str(e).splitlines()[0] if str(e) else ''})") from None
+    if not isinstance(model, nn.Module):
+        raise UserError(f"model.name: {config.name} returned a {type(model).__name__}, not a "
+                        "torch.nn.Module")
+    return model
+
+
+IMPORTED = ModelEntry(_imported, shown="'package.module:factory' (your own network)")
+
+
 def model_entry(name: str) -> ModelEntry | None:
     """The table entry for ``name``, or None when no entry or pattern matches."""
+    if is_import_path(name):
+        return IMPORTED
     if name in MODELS:
         return MODELS[name]
     match = _CIFAR.match(name)
@@ -228,7 +248,7 @@ def check_model_name(name: str) -> str | None:
     """None when ``name`` is a known model, else a sentence saying what is allowed."""
     if model_entry(name) is not None:
         return None
-    return "one of " + ", ".join([CIFAR_FAMILY.shown, *MODELS])
+    return "one of " + ", ".join([CIFAR_FAMILY.shown, *MODELS, IMPORTED.shown])
 
 
 def build_model(config: ModelConfig, in_channels: int, num_classes: int) -> nn.Module:
@@ -238,3 +258,22 @@ def build_model(config: ModelConfig, in_channels: int, num_classes: int) -> nn.M
         raise UserError(f"model.name: unknown model {config.name!r}; allowed: "
                         f"{check_model_name(config.name)}")
     return entry.build(config, in_channels, num_classes)
+
+
+def check_model(config: ModelConfig, in_channels: int, num_classes: int,
+                sample: torch.Tensor) -> None:
+    """Builds the network once and runs ``sample`` (two images) through it, before any trial
+    exists: a factory that returns the wrong thing is one line naming the key, not a failure
+    in every trial."""
+    model = build_model(config, in_channels, num_classes)
+    try:
+        with torch.no_grad():
+            out = model.eval()(sample)
+    except Exception as e:  # the user's network may fail in any way
+        raise UserError(f"model.name: {config.name} fails on a batch of the data "
+                        f"{tuple(sample.shape)} ({type(e).__name__}: "
+                        f"{str(e).splitlines()[0] if str(e) else ''})") from None
+    if not isinstance(out, torch.Tensor) or tuple(out.shape) != (len(sample), num_classes):
+        got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise UserError(f"model.name: {config.name} returns {got} for a batch of "
+                        f"{len(sample)}; expected logits of shape ({len(sample)}, {num_classes})")
