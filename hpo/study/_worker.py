@@ -228,5 +228,10 @@ def sampler_seed(spec_seed: int | None, seeded: bool, shared: bool = False) -> i
 
 
 def default_threads(workers: int) -> int:
-    """CPU threads per worker so that ``workers`` processes share the cores without contention."""
-    return max(1, (os.cpu_count() or 1) // workers)
+    """CPU threads per worker so that ``workers`` processes share the cores without contention.
+
+    The cores this process may run on (Slurm's ``--cpus-per-task``, a container's cpuset), not
+    the machine's: on a shared node ``os.cpu_count()`` would oversubscribe the allocation.
+    """
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, (cores or 1) // workers)
