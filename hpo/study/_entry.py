@@ -11,10 +11,6 @@ import os
 import sys
 from typing import Any
 
-# Exit status of a worker that stopped because its GPU ran out of memory (EX_TEMPFAIL): the
-# pool does not replace it, so the GPU runs one trial fewer.
-EXIT_OUT_OF_MEMORY = 75
-
 
 def worker_main(url: str, name: str, checkpoint_dir: str | None, n_trials: int | None,
                 timeout: float | None, slot: Any, threads: int, seeded: bool) -> None:

@@ -23,8 +23,8 @@ import optuna
 from optuna.trial import TrialState
 
 from hpo import record
-from hpo.study._entry import EXIT_OUT_OF_MEMORY, worker_main
-from hpo.study._signals import StopFlag
+from hpo.study._entry import worker_main
+from hpo.study._signals import EXIT_OUT_OF_MEMORY, StopFlag
 from hpo.study._storage import Liveness, open_storage, requeue
 from hpo.study._worker import default_threads
 

@@ -11,6 +11,10 @@ import signal
 import threading
 from collections.abc import Callable
 
+# Exit status of a worker that stopped because its GPU ran out of memory (EX_TEMPFAIL): the
+# pool does not replace it, so the GPU runs one trial fewer.
+EXIT_OUT_OF_MEMORY = 75
+
 
 class StopFlag:
     """Set by the first SIGINT or SIGTERM; the trainer polls it between steps.

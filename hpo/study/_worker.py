@@ -29,7 +29,6 @@ from hpo.study._compare import (
     slots_open,
     split_by_level,
 )
-from hpo.study._entry import EXIT_OUT_OF_MEMORY
 from hpo.study._objective import (
     DuplicateOfRunning,
     Objective,
@@ -39,7 +38,7 @@ from hpo.study._objective import (
 from hpo.study._ownership import TrialLocks, requeue_unowned
 from hpo.study._promotion import AshaPruner, promote_due
 from hpo.study._samplers import SAMPLERS, build_pruner, build_sampler
-from hpo.study._signals import StopFlag
+from hpo.study._signals import EXIT_OUT_OF_MEMORY, StopFlag
 from hpo.study._spec import load_spec_from_study
 from hpo.study._storage import ResilientRDBStorage, heartbeat_enabled, open_storage
 from hpo.training import pick_device
