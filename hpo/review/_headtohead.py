@@ -21,7 +21,6 @@ believes in, and its verdict then compares a tuned level with an untuned one.
 from __future__ import annotations
 
 import itertools
-import math
 import statistics
 from collections.abc import Sequence
 from typing import Any
@@ -30,66 +29,12 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from hpo import record
+from hpo.review._stats import ALPHA, budgets, ci95, expected_best, holm, welch
 
-ALPHA = 0.05
 # An ordinary study's levels are "very unequal" when one has this many times the complete
 # trials of another (and at least UNEQUAL_MIN of them).
 UNEQUAL_RATIO = 3
 UNEQUAL_MIN = 4
-
-
-def expected_best(values: Sequence[float], n: int, sign: float = 1.0) -> tuple[float, float]:
-    """Mean and standard deviation of the best of ``n`` draws (with replacement) from
-    ``values`` (Dodge et al. 2019); ``sign`` -1 when lower is better."""
-    ranked = sorted(values, key=lambda v: sign * v)
-    size = len(ranked)
-    weights = [(i / size) ** n - ((i - 1) / size) ** n for i in range(1, size + 1)]
-    mean = sum(w * v for w, v in zip(weights, ranked, strict=True))
-    second = sum(w * v * v for w, v in zip(weights, ranked, strict=True))
-    return mean, math.sqrt(max(0.0, second - mean * mean))
-
-
-def budgets(budget: int) -> list[int]:
-    """n = 1, 2, 4, ... up to ``budget``, and ``budget`` itself."""
-    out = [2 ** k for k in range(budget.bit_length()) if 2 ** k < budget]
-    return [*out, budget]
-
-
-def holm(p_values: Sequence[float]) -> list[float]:
-    """Holm's step-down adjusted p-values, in the input order (statsmodels' implementation)."""
-    from statsmodels.stats.multitest import multipletests
-
-    if not p_values:
-        return []
-    return [float(p) for p in multipletests(list(p_values), alpha=ALPHA, method="holm")[1]]
-
-
-def welch(a: Sequence[float], b: Sequence[float]) -> tuple[float, float | None, float]:
-    """(mean(a) - mean(b), half width of its 95 % CI, two-sided p) by Welch's t-test; identical
-    samples give p = 1 and no CI."""
-    from scipy import stats
-
-    diff = statistics.fmean(a) - statistics.fmean(b)
-    if len(a) < 2 or len(b) < 2:
-        return diff, None, 1.0
-    result = stats.ttest_ind(a, b, equal_var=False)
-    if not math.isfinite(result.pvalue):
-        return diff, None, 1.0
-    low, high = result.confidence_interval(0.95)
-    return diff, float(high - low) / 2, float(result.pvalue)
-
-
-def _ci95(values: Sequence[float]) -> tuple[float | None, float | None]:
-    if not values:
-        return None, None
-    mean = statistics.fmean(values)
-    if len(values) < 2:
-        return mean, None
-    from scipy import stats
-
-    half = stats.t.ppf(0.975, len(values) - 1) * statistics.stdev(values) / math.sqrt(
-        len(values))
-    return mean, float(half)
 
 
 def compare_of(study: optuna.Study) -> tuple[str, list[Any], int, int] | None:
@@ -123,10 +68,10 @@ def _level_row(study: optuna.Study, level: Any, trials: list[FrozenTrial],
     mine = [t for t in replicates if leader is not None
             and t.user_attrs.get(record.REPLICATE_OF) == leader.number]
     if mine:
-        val_mean, val_ci = _ci95([t.value for t in mine])
+        val_mean, val_ci = ci95([t.value for t in mine])
         tests = [t.user_attrs[record.TEST_ACCURACY] for t in mine
                  if record.TEST_ACCURACY in t.user_attrs]
-        test_mean, test_ci = _ci95(tests)
+        test_mean, test_ci = ci95(tests)
         row["finalist"] = {"trial_number": leader.number, "n": len(mine), "val_mean": val_mean,
                            "val_ci95": val_ci, "test_mean": test_mean, "test_ci95": test_ci,
                            "values": [t.value for t in mine], "test_values": tests}
@@ -146,7 +91,15 @@ def _pairs(rows: list[dict[str, Any]], key: str) -> list[dict[str, Any]]:
 
 
 def head_to_head(study: optuna.Study, trials: Sequence[FrozenTrial]) -> dict[str, Any] | None:
-    """The head-to-head section of a ``[compare]`` study's report; None for other studies."""
+    """The head-to-head section of a ``[compare]`` study's report; None for other studies.
+
+    Fields: ``axis``, ``budget``, ``seeds``, ``state`` (tuning, finalists, done); per level
+    (``levels``): ``trials``, ``complete``, ``failed``, ``best``, ``best_trial``,
+    ``expected_best`` (``n``, ``mean``, ``std``) and ``finalist`` (the best configuration's
+    replicates: ``n``, ``val_mean``, ``val_ci95``, ``test_mean``, ``test_ci95``, ``values``,
+    ``test_values``); ``pairs`` (``a``, ``b``, ``diff``, ``ci95``, ``p``, ``p_holm``,
+    ``significant``) compared by ``compared_by``; ``ranking`` and ``ranking_by_n``.
+    """
     protocol = compare_of(study)
     if protocol is None:
         return None

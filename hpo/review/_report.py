@@ -37,13 +37,8 @@ Schema (``hpo/review/report.schema.json`` is the machine-readable form):
   ``retried``): ``trials``, ``epochs`` (trained by that trial itself, so each epoch counts
   once), ``device_hours``; and ``pruning``: ``full_epochs`` (finished configurations x the
   spec's epochs), ``epochs_run``, ``saved_epochs``, ``saved_share``
-- ``head_to_head``: for a ``[compare]`` study (null otherwise), see
-  :mod:`hpo.review._headtohead`: ``axis``, ``budget``, ``seeds``, ``state`` (tuning,
-  finalists, done), per level (``levels``): ``trials``, ``complete``, ``failed``, ``best``,
-  ``best_trial``, ``expected_best`` (``n``, ``mean``, ``std``) and ``finalist`` (the best
-  configuration's replicates: ``n``, ``val_mean``, ``val_ci95``, ``test_mean``, ``test_ci95``,
-  ``values``, ``test_values``); ``pairs`` (``a``, ``b``, ``diff``, ``ci95``, ``p``,
-  ``p_holm``, ``significant``) compared by ``compared_by``; ``ranking`` and ``ranking_by_n``
+- ``head_to_head``: null except for a ``[compare]`` study; its fields are documented in
+  :func:`hpo.review._headtohead.head_to_head` and the schema
 - ``replicates``: per replicated trial: ``trial_number``, ``n``, ``val_mean``, ``val_ci95``,
   ``test_mean``, ``test_ci95``, ``values``; ``leader_separated`` (Welch's t-test, p < 0.05)
   and its ``p_value``
@@ -69,6 +64,7 @@ from hpo import record
 from hpo.errors import UserError
 from hpo.review._headtohead import head_to_head, unequal_note
 from hpo.review._headtohead import verdict as h2h_verdict
+from hpo.review._stats import ALPHA, ci95, welch
 
 AXES = ("optimizer", "schedule", "init", "weight_decay_band")
 
@@ -245,18 +241,6 @@ def compute(trials: list[FrozenTrial], full_epochs: int) -> dict[str, Any]:
     return out
 
 
-def _ci95(values: list[float]) -> tuple[float | None, float | None]:
-    if not values:
-        return None, None
-    mean = statistics.fmean(values)
-    if len(values) < 2:
-        return mean, None
-    from scipy import stats
-
-    half = stats.t.ppf(0.975, len(values) - 1) * statistics.stdev(values) / math.sqrt(len(values))
-    return mean, float(half)
-
-
 def replicates(trials: list[FrozenTrial], sign: float) -> dict[str, Any]:
     """Mean and 95% CI per replicated configuration; is the leader separated from the next?"""
     groups: dict[int, list[FrozenTrial]] = defaultdict(list)
@@ -265,21 +249,18 @@ def replicates(trials: list[FrozenTrial], sign: float) -> dict[str, Any]:
             groups[int(t.user_attrs[record.REPLICATE_OF])].append(t)
     rows = []
     for number, ts in groups.items():
-        val_mean, val_ci = _ci95([t.value for t in ts])
+        val_mean, val_ci = ci95([t.value for t in ts])
         tests = [t.user_attrs[record.TEST_ACCURACY] for t in ts
                  if record.TEST_ACCURACY in t.user_attrs]
-        test_mean, test_ci = _ci95(tests)
+        test_mean, test_ci = ci95(tests)
         rows.append({"trial_number": number, "n": len(ts), "val_mean": val_mean,
                      "val_ci95": val_ci, "test_mean": test_mean, "test_ci95": test_ci,
                      "values": [t.value for t in ts]})
     rows.sort(key=lambda r: -sign * r["val_mean"])
     separated, p_value = None, None
     if len(rows) >= 2 and len(rows[0]["values"]) >= 2 and len(rows[1]["values"]) >= 2:
-        from scipy import stats
-
-        p = stats.ttest_ind(rows[0]["values"], rows[1]["values"], equal_var=False).pvalue
-        p_value = float(p) if math.isfinite(p) else 1.0  # identical values: nothing separates
-        separated = p_value < 0.05
+        _, _, p_value = welch(rows[0]["values"], rows[1]["values"])  # identical: p = 1
+        separated = p_value < ALPHA
     return {"configs": rows, "leader_separated": separated, "p_value": p_value}
 
 

@@ -12,8 +12,8 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution
 from optuna.trial import TrialState, create_trial
 
 from hpo import record
-from hpo.review._headtohead import budgets, expected_best, holm
 from hpo.review._report import build_report
+from hpo.review._stats import budgets, expected_best, holm
 from hpo.study._compare import LevelPruner, LevelSampler
 
 
