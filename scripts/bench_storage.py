@@ -20,7 +20,8 @@ import uuid
 
 import optuna
 
-from hpo.study._storage import Liveness, open_storage
+from hpo.study._lineage import Liveness
+from hpo.study._storage import open_storage
 
 
 def _worker(url: str, name: str, trials: int, liveness: bool, ready, go) -> None:

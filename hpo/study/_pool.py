@@ -24,8 +24,9 @@ from optuna.trial import TrialState
 
 from hpo import record
 from hpo.study._entry import worker_main
+from hpo.study._lineage import Liveness, requeue
 from hpo.study._signals import EXIT_OUT_OF_MEMORY, StopFlag
-from hpo.study._storage import Liveness, open_storage, requeue
+from hpo.study._storage import open_storage
 from hpo.study._worker import default_threads
 
 

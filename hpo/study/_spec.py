@@ -28,6 +28,7 @@ from hpo.checks import (
 )
 from hpo.errors import UserError
 from hpo.study._compare import CompareSpec
+from hpo.study._lineage import Liveness
 from hpo.study._samplers import PATIENCE_OPTIONS, PRUNERS, SAMPLERS, missing_package
 from hpo.study._space import (
     AXES,
@@ -38,7 +39,7 @@ from hpo.study._space import (
     grid_space,
     parse_search,
 )
-from hpo.study._storage import Liveness, find_study
+from hpo.study._storage import find_study
 from hpo.training import (
     DATASETS,
     DataConfig,

@@ -11,9 +11,9 @@ from optuna.trial import TrialState
 
 import hpo.study._objective as objective_module
 from hpo.study._launch import create_or_resume
+from hpo.study._lineage import Liveness
 from hpo.study._objective import Objective
 from hpo.study._spec import load_spec
-from hpo.study._storage import Liveness
 from tests.conftest import write_spec
 
 
@@ -74,7 +74,8 @@ def test_a_result_written_after_the_trial_was_retried_is_dropped_in_one_line(
         tmp_path: Path, monkeypatch, capfd, caplog) -> None:
     """The trainer finishes, but meanwhile another worker declared the trial stale and retried
     it: this worker's writes must stop with one line, no UpdateFinishedTrialError traceback."""
-    from hpo.study._storage import open_storage, requeue
+    from hpo.study._lineage import requeue
+    from hpo.study._storage import open_storage
     from hpo.study._worker import run_worker
 
     spec = load_spec(write_spec(tmp_path, n_trials=1, epochs=1))
