@@ -118,7 +118,7 @@ def slurm(tmp_path_factory) -> Iterator[dict[str, str]]:
 
 def _sbatch(env: dict[str, str], tmp: Path, study: str, *options: str) -> str:
     out = subprocess.run(
-        ["sbatch", "--parsable", "--cpus-per-task=1", f"--output={tmp}/slurm-%A_%a.out",
+        ["sbatch", "--parsable", "--cpus-per-task=1", f"--output={tmp}/slurm-%j.out",
          *options, str(SBATCH), study], env=env, cwd=REPO, text=True, capture_output=True,
         timeout=30)
     assert out.returncode == 0, out.stderr
@@ -161,8 +161,10 @@ def test_the_sbatch_script_runs_a_study_through_cancellation_and_time_limit(
                 break
         time.sleep(0.2)
     environ = Path(f"/proc/{victim.user_attrs[record.WORKER_PID]}/environ").read_bytes()
-    job = dict(v.split(b"=", 1) for v in environ.split(b"\0") if b"=" in v)[b"SLURM_JOB_ID"]
-    subprocess.run(["scancel", "--signal=TERM", "--full", job.decode()], env=env, check=True,
+    slurm_env = dict(v.decode().split("=", 1) for v in environ.split(b"\0") if b"=" in v)
+    # JOB_TASK: the array's first task shares the array's own id, which names every task
+    task = f"{slurm_env['SLURM_ARRAY_JOB_ID']}_{slurm_env['SLURM_ARRAY_TASK_ID']}"
+    subprocess.run(["scancel", "--signal=TERM", "--full", task], env=env, check=True,
                    timeout=30)
     # a third worker whose time limit ends it: SIGTERM 45 s before the 1-minute limit
     limited = _sbatch(env, tmp_path, study_name, "--time=1", "--signal=B:TERM@45")
@@ -176,6 +178,8 @@ def test_the_sbatch_script_runs_a_study_through_cancellation_and_time_limit(
     # every task ended by itself with exit 0: the cancelled one and the time-limited one too
     states = _job_states(env, array) + _job_states(env, limited)
     assert states and all(s == ("COMPLETED", "0:0") for s in states), (states, logs[-2000:])
+    # the time limit's SIGTERM reached the worker (before its first trial, or during one)
+    assert "[hpo] stopp" in (tmp_path / f"slurm-{limited}.out").read_text()
 
     trials = study.get_trials(deepcopy=False)
     assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
