@@ -7,13 +7,14 @@ import json
 from collections import Counter
 from pathlib import Path
 
+import jsonschema
 import optuna
 import pytest
 from optuna.trial import TrialState
 
 from hpo import record
 from hpo.study._storage import open_storage
-from tests.conftest import run_hpo, write_spec
+from tests.conftest import REPO, run_hpo, write_spec
 
 LEVELS = ["sgd", "adam", "rmsprop"]
 SEARCH = f"""
@@ -72,7 +73,10 @@ def test_every_level_gets_the_same_budget_and_its_finalists(backend: str, tmp_pa
 
     report = run_hpo("report", study_name, "--storage", url, "--format", "json", cwd=tmp_path)
     assert report.returncode == 0, report.stderr
-    h2h = json.loads(report.stdout)["head_to_head"]
+    document = json.loads(report.stdout)
+    jsonschema.validate(document, json.loads(
+        (REPO / "hpo" / "review" / "report.schema.json").read_text()))
+    h2h = document["head_to_head"]
     assert h2h["state"] == "done" and h2h["compared_by"] == "test accuracy"
     assert [r["level"] for r in h2h["levels"]] == LEVELS
     assert all(r["trials"] == 3 for r in h2h["levels"])
