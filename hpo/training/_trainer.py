@@ -108,7 +108,8 @@ def _model(config: TrainConfig, data: Data, device: torch.device) -> tuple[nn.Mo
     """
     torch.manual_seed(config.seed)
     layout = torch.channels_last  # faster convolutions on CUDA and on CPU (oneDNN) alike
-    key = (config.model, data.channels, data.num_classes, str(device))
+    # by value (a user's model carries a dict of options, which does not hash)
+    key = (repr(config.model), data.channels, data.num_classes, str(device))
     if config.compile and key in _COMPILED:
         model, compiled = _COMPILED[key]
         # Re-draw the weights in the layout they were first drawn in: random fills follow
