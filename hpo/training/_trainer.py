@@ -1,8 +1,9 @@
 """Trains one resolved :class:`TrainConfig`; calls back after every epoch.
 
 The trainer knows nothing of studies: the callback receives each epoch's metrics and may return
-a reason to stop (the study layer uses that for pruning). Reads top to bottom: device, data,
-model, optimizer, loop, evaluation.
+a reason to stop (the study layer uses that for pruning). :func:`train` reads top to bottom:
+prepare (data on the device, model, optimizer), restore a checkpoint, then per epoch the steps,
+the divergence check, the evaluation, the checkpoint and the callback.
 """
 
 from __future__ import annotations
@@ -131,6 +132,114 @@ def _model(config: TrainConfig, data: Data, device: torch.device) -> tuple[nn.Mo
     return _COMPILED[key]
 
 
+@dataclass
+class _Run:
+    """What a run trains with, built once: batches on the device, the model and its compiled
+    callable, the optimizer, the random stream of shuffles and crops, mixed precision."""
+
+    device: torch.device
+    model: nn.Module
+    forward: nn.Module
+    optimizer: torch.optim.Optimizer
+    train_batches: DeviceBatches | HostBatches
+    val_batches: DeviceBatches | HostBatches
+    test_batches: Callable[[], DeviceBatches | HostBatches]
+    generator: torch.Generator
+    autocast: torch.autocast
+    steps_per_epoch: int
+    total_steps: int
+
+
+def _prepare(config: TrainConfig, data: Data, device: torch.device) -> _Run:
+    """Data on the device once (shuffling and augmentation there too), the model and its
+    initialization (the global RNG seeds the weights), the optimizer."""
+    cuda = device.type == "cuda"
+    bf16 = config.precision == "bf16" or (config.precision == "auto" and cuda)
+    generator = torch.Generator(device).manual_seed(config.seed)
+    if cuda:
+        torch.backends.cudnn.benchmark = True  # fixed shapes: pick the fastest kernels once
+    batches = HostBatches if config.data.loader == "dataloader" else DeviceBatches
+    train_how = Batching(config.batch_size, data.mean, data.std, train=True,
+                         crop_padding=config.data.crop_padding, flip=config.data.flip,
+                         channels_last=True)
+    eval_how = Batching(max(config.batch_size, 512), data.mean, data.std, channels_last=True)
+    train_batches = batches(data.train, train_how, device, generator)
+    val_batches = batches(data.val, eval_how, device)
+    model, forward = _model(config, data, device)
+    optimizer = build_optimizer(  # the schedule sets each group's lr before every step
+        config.optimizer, model, config.lr, config.weight_decay, config.no_decay_bn_bias,
+        config.optimizer_params, accelerated=cuda,
+    )
+    return _Run(device, model, forward, optimizer, train_batches, val_batches,
+                lambda: batches(data.test, eval_how, device), generator,
+                torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16),
+                len(train_batches), len(train_batches) * config.epochs)
+
+
+@dataclass
+class _Position:
+    """Where the loop stands: the next epoch, steps of it already taken (resumed mid-epoch),
+    steps taken in all, and the loss summed over the steps taken in this epoch."""
+
+    epoch: int = 1
+    skip_steps: int = 0
+    step: int = 0
+    loss_carry: float = 0.0
+
+
+def _restore(resume: Mapping[str, Any], run: _Run, result: TrainResult) -> _Position:
+    """Continues exactly where a saved state stopped: weights, optimizer, random streams."""
+    run.model.load_state_dict(resume["model"])
+    run.optimizer.load_state_dict(resume["optimizer"])
+    torch.set_rng_state(resume["torch_rng"])
+    run.generator.set_state(resume["epoch_rng"])
+    result.history = [EpochMetrics(**m) for m in resume["history"]]
+    result.resumed_from_epoch = len(result.history)
+    return _Position(resume["next_epoch"], resume["step_in_epoch"], resume["global_step"],
+                     resume["loss_sum"])
+
+
+def _state(config: TrainConfig, run: _Run, result: TrainResult, at: _Position,
+           epoch_rng: torch.Tensor, elapsed_s: float) -> dict[str, Any]:
+    """The whole training state, for a checkpoint: resuming from it replays the run exactly."""
+    return {
+        "config": config.to_dict(), "model": run.model.state_dict(),
+        "optimizer": run.optimizer.state_dict(), "torch_rng": torch.get_rng_state(),
+        "epoch_rng": epoch_rng, "next_epoch": at.epoch, "step_in_epoch": at.skip_steps,
+        "global_step": at.step, "loss_sum": at.loss_carry,
+        "history": [dataclasses.asdict(m) for m in result.history], "elapsed_s": elapsed_s,
+    }
+
+
+def _steps(config: TrainConfig, run: _Run, at: _Position, flow: GradientFlow | None,
+           should_stop: Callable[[], bool] | None) -> tuple[torch.Tensor, float, int | None]:
+    """One epoch's optimizer steps from ``at`` (advanced in place): (the loss summed on the
+    device, the last lr, the step index where ``should_stop`` interrupted it or None)."""
+    run.model.train()
+    loss_sum = torch.full((), at.loss_carry, device=run.device)
+    lr = config.lr
+    for i, (x, y) in enumerate(run.train_batches):
+        if i < at.skip_steps:
+            continue  # resumed mid-epoch: these steps are in the checkpoint already
+        if should_stop is not None and should_stop():
+            return loss_sum, lr, i
+        lr = lr_at(at.step, run.total_steps, run.steps_per_epoch, config.lr, config.schedule,
+                   config.schedule_params)
+        for group in run.optimizer.param_groups:
+            group["lr"] = lr
+        with run.autocast:
+            loss = F.cross_entropy(run.forward(x).float(), y,
+                                   label_smoothing=config.label_smoothing)
+        run.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if flow is not None:
+            flow.after_backward()
+        run.optimizer.step()
+        loss_sum += loss.detach()
+        at.step += 1
+    return loss_sum, lr, None
+
+
 def train(
     config: TrainConfig,
     data: Data | None = None,
@@ -159,125 +268,56 @@ def train(
     """
     start = time.perf_counter() - (resume["elapsed_s"] if resume else 0.0)
     device = device or pick_device()
-    cuda = device.type == "cuda"
     result = TrainResult("completed", "completed all epochs", str(device))
-    bf16 = config.precision == "bf16" or (config.precision == "auto" and cuda)
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
-
-    # --- data: on the device once; shuffling and augmentation there too
     data = data or load_data(config.data)
-    generator = torch.Generator(device).manual_seed(config.seed)
-    if cuda:
-        torch.backends.cudnn.benchmark = True  # fixed shapes: pick the fastest kernels once
-    batches = HostBatches if config.data.loader == "dataloader" else DeviceBatches
-    train_how = Batching(config.batch_size, data.mean, data.std, train=True,
-                         crop_padding=config.data.crop_padding, flip=config.data.flip,
-                         channels_last=True)
-    eval_how = Batching(max(config.batch_size, 512), data.mean, data.std, channels_last=True)
-    train_batches = batches(data.train, train_how, device, generator)
-    val_batches = batches(data.val, eval_how, device)
-
-    # --- model and its initialization (the global RNG seeds the weights)
-    model, forward = _model(config, data, device)
-
-    # --- optimizer; the schedule sets each group's lr before every step
-    optimizer = build_optimizer(
-        config.optimizer, model, config.lr, config.weight_decay, config.no_decay_bn_bias,
-        config.optimizer_params, accelerated=cuda,
-    )
-    steps_per_epoch = len(train_batches)
-    total_steps = steps_per_epoch * config.epochs
-    first_epoch, skip_steps, step, loss_carry = 1, 0, 0, 0.0
-    if resume:
-        model.load_state_dict(resume["model"])
-        optimizer.load_state_dict(resume["optimizer"])
-        torch.set_rng_state(resume["torch_rng"])
-        result.history = [EpochMetrics(**m) for m in resume["history"]]
-        result.resumed_from_epoch = len(result.history)
-        first_epoch, skip_steps = resume["next_epoch"], resume["step_in_epoch"]
-        step, loss_carry = resume["global_step"], resume["loss_sum"]
-        generator.set_state(resume["epoch_rng"])
-
-    def state(next_epoch: int, step_in_epoch: int, epoch_rng: torch.Tensor,
-              loss_sum: float) -> dict[str, Any]:
-        return {
-            "config": config.to_dict(), "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(), "torch_rng": torch.get_rng_state(),
-            "epoch_rng": epoch_rng, "next_epoch": next_epoch, "step_in_epoch": step_in_epoch,
-            "global_step": step, "loss_sum": loss_sum,
-            "history": [dataclasses.asdict(m) for m in result.history],
-            "elapsed_s": time.perf_counter() - start,
-        }
-
-    # --- loop; a loss far above that of a uniform guess means the run has blown up
+    run = _prepare(config, data, device)
+    at = _restore(resume, run, result) if resume else _Position()
+    # a loss far above that of a uniform guess means the run has blown up
     diverged_above = DIVERGENCE_FACTOR * math.log(data.num_classes)
-    flow = GradientFlow(model) if config.diagnostics else None
-    lr = config.lr
-    for epoch in range(first_epoch, config.epochs + 1):
-        model.train()
-        epoch_rng = generator.get_state()  # replaying it replays the epoch's shuffle and crops
-        loss_sum = torch.full((), loss_carry, device=device)
+    flow = GradientFlow(run.model) if config.diagnostics else None
+    for epoch in range(at.epoch, config.epochs + 1):
+        epoch_rng = run.generator.get_state()  # replaying it replays the shuffle and crops
         if flow is not None:
             flow.start_epoch()
-        for i, (x, y) in enumerate(train_batches):
-            if i < skip_steps:
-                continue  # resumed mid-epoch: these steps are in the checkpoint already
-            if should_stop is not None and should_stop():
-                result.status = "interrupted"
-                result.stop_reason = f"interrupted in epoch {epoch} after {i} of " \
-                                     f"{steps_per_epoch} steps"
-                if save_state:
-                    save_state(state(epoch, i, epoch_rng, loss_sum.item()))
-                break
-            lr = lr_at(step, total_steps, steps_per_epoch, config.lr, config.schedule,
-                       config.schedule_params)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            with autocast:
-                loss = F.cross_entropy(forward(x).float(), y,
-                                       label_smoothing=config.label_smoothing)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if flow is not None:
-                flow.after_backward()
-            optimizer.step()
-            loss_sum += loss.detach()
-            step += 1
-        if result.status == "interrupted":
+        loss_sum, lr, stopped_at = _steps(config, run, at, flow, should_stop)
+        if stopped_at is not None:
+            result.status = "interrupted"
+            result.stop_reason = (f"interrupted in epoch {epoch} after {stopped_at} of "
+                                  f"{run.steps_per_epoch} steps")
+            if save_state:
+                here = _Position(epoch, stopped_at, at.step, loss_sum.item())
+                save_state(_state(config, run, result, here, epoch_rng,
+                                  time.perf_counter() - start))
             break
-        skip_steps, loss_carry = 0, 0.0
-        train_loss = loss_sum.item() / steps_per_epoch  # the epoch's one host sync
+        at.skip_steps, at.loss_carry = 0, 0.0
+        train_loss = loss_sum.item() / run.steps_per_epoch  # the epoch's one host sync
         figures = flow.end_epoch() if flow is not None else None
-
-        # --- evaluation
+        flows = [m.flow for m in result.history if m.flow]
         if not math.isfinite(train_loss) or train_loss > diverged_above:
-            flows = [m.flow for m in result.history if m.flow] + ([figures] if figures else [])
             result.status, result.stop_reason = "diverged", (
                 f"diverged: training loss {train_loss:.3g} in epoch {epoch} is non-finite or "
                 f"above {diverged_above:.3g} ({DIVERGENCE_FACTOR:g}x chance level; lr "
-                f"{lr:.3g}){flow_clause(flows)}"
-            )
+                f"{lr:.3g}){flow_clause(flows + ([figures] if figures else []))}")
             break
-        val_loss, val_accuracy = evaluate(forward, val_batches, autocast, device)
-        metrics = EpochMetrics(
-            epoch, train_loss, val_loss, val_accuracy, lr, time.perf_counter() - start, figures
-        )
+        val_loss, val_accuracy = evaluate(run.forward, run.val_batches, run.autocast, device)
+        metrics = EpochMetrics(epoch, train_loss, val_loss, val_accuracy, lr,
+                               time.perf_counter() - start, figures)
         result.history.append(metrics)
+        flows = [m.flow for m in result.history if m.flow]
         if not math.isfinite(val_loss):
             result.status, result.stop_reason = (
                 "diverged", f"diverged: non-finite validation loss in epoch {epoch}"
-                            f"{flow_clause([m.flow for m in result.history if m.flow])}"
-            )
+                            f"{flow_clause(flows)}")
             break
         if save_state:
-            save_state(state(epoch + 1, 0, generator.get_state(), 0.0))
+            save_state(_state(config, run, result, _Position(epoch + 1, 0, at.step, 0.0),
+                              run.generator.get_state(), time.perf_counter() - start))
         reason = on_epoch(metrics) if on_epoch else None
         if reason:
-            flows = [m.flow for m in result.history if m.flow]
             result.status, result.stop_reason = "stopped", reason + flow_clause(flows)
             break
     if data.test is not None and result.status == "completed":
-        test_batches = batches(data.test, eval_how, device)
-        result.test_loss, result.test_accuracy = evaluate(forward, test_batches, autocast, device)
+        result.test_loss, result.test_accuracy = evaluate(run.forward, run.test_batches(),
+                                                          run.autocast, device)
     result.wall_time_s = time.perf_counter() - start
     return result
