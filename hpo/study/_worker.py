@@ -16,6 +16,7 @@ import os
 import time
 import warnings
 from pathlib import Path
+from typing import Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
@@ -39,7 +40,7 @@ from hpo.study._ownership import TrialLocks, requeue_unowned
 from hpo.study._promotion import AshaPruner, promote_due
 from hpo.study._samplers import SAMPLERS, build_pruner, build_sampler
 from hpo.study._signals import EXIT_OUT_OF_MEMORY, StopFlag
-from hpo.study._spec import load_spec_from_study
+from hpo.study._spec import StudySpec, load_spec_from_study
 from hpo.study._storage import ResilientRDBStorage, heartbeat_enabled, open_storage
 from hpo.training import pick_device
 
@@ -132,83 +133,110 @@ def run_worker(
         torch.set_num_threads(threads)
     plain = open_storage(storage_url)
     created, spec = load_spec_from_study(plain, storage_url, study_name)
-    uid = created.user_attrs.get(record.STUDY_UID)
     if isinstance(plain, optuna.storages.RDBStorage):
         plain.engine.dispose()  # reopened below with heartbeats; keep the connection count low
-    storage = open_storage(storage_url, spec.liveness)
-    store, artifacts, locks = None, None, None
+    worker = _Worker(spec, open_storage(storage_url, spec.liveness), study_name, stop_flag,
+                     sampler_seed(spec.seed, seeded, shared=SAMPLERS[spec.sampler].shared_seed))
     if checkpoint_dir is not None:
-        store = CheckpointStore(Path(checkpoint_dir), study_name, uid)
-        store.check_writable()
-        artifacts = artifact_store(Path(checkpoint_dir))
-        locks = TrialLocks(store.dir)
-    seed = sampler_seed(spec.seed, seeded, shared=SAMPLERS[spec.sampler].shared_seed)
-    sampler = build_sampler(spec.sampler, spec.sampler_options, seed, spec.grid)
-    pruner = build_pruner(spec.pruner, spec.pruner_options)
-    if spec.compare is not None:
-        sampler, pruner = split_by_level(
-            spec.compare, lambda s: build_sampler(spec.sampler, spec.sampler_options, s),
-            seed, pruner)
-    study = optuna.load_study(study_name=study_name, storage=storage, sampler=sampler,
-                              pruner=pruner)
-    study_id = storage.get_study_id_from_name(study_name)
-    budget = Budget(n_trials or spec.n_trials, stop_flag, slots=spec.compare is not None)
-    objective = Objective(spec, pick_device(), stop_flag, store, spec.liveness, artifacts,
-                          locks, sampler_seed=seed)
-    deadline = None if timeout is None else time.monotonic() + timeout
-    callbacks = [budget]
-    asha = inner_pruner(study.pruner)
-    promoting = store is not None and isinstance(asha, AshaPruner) and asha.promotion
+        worker.keep_checkpoints(Path(checkpoint_dir), created.user_attrs.get(record.STUDY_UID))
+    return worker.run(n_trials or spec.n_trials, timeout)
 
-    def promote(s: optuna.Study, _: FrozenTrial | None = None) -> None:
+
+class _Worker:
+    """One process's trial loop over a study: which trial next, promotions, checkpoints."""
+
+    def __init__(self, spec: StudySpec, storage: optuna.storages.BaseStorage, name: str,
+                 stop_flag: StopFlag, seed: int | None) -> None:
+        self.spec, self.storage, self.stop_flag, self.seed = spec, storage, stop_flag, seed
+        sampler = build_sampler(spec.sampler, spec.sampler_options, seed, spec.grid)
+        pruner = build_pruner(spec.pruner, spec.pruner_options)
+        if spec.compare is not None:
+            sampler, pruner = split_by_level(
+                spec.compare, lambda s: build_sampler(spec.sampler, spec.sampler_options, s),
+                seed, pruner)
+        self.study = optuna.load_study(study_name=name, storage=storage, sampler=sampler,
+                                       pruner=pruner)
+        self.study_id = storage.get_study_id_from_name(name)
+        self.store: CheckpointStore | None = None
+        self.artifacts: optuna.artifacts.FileSystemArtifactStore | None = None
+        self.locks: TrialLocks | None = None
+
+    def keep_checkpoints(self, root: Path, uid: str | None) -> None:
+        """Checkpoints (and figures, and journal ownership locks) under ``root``."""
+        self.store = CheckpointStore(root, self.study.study_name, uid)
+        self.store.check_writable()
+        self.artifacts = artifact_store(root)
+        self.locks = TrialLocks(self.store.dir)
+
+    def run(self, n_trials: int, timeout: float | None) -> int:
+        spec, study = self.spec, self.study
+        self.budget = Budget(n_trials, self.stop_flag, slots=spec.compare is not None)
+        objective = Objective(spec, pick_device(), self.stop_flag, self.store, spec.liveness,
+                              self.artifacts, self.locks, sampler_seed=self.seed)
+        asha = inner_pruner(study.pruner)
+        self.asha = asha if self.store is not None and isinstance(asha, AshaPruner) \
+            and asha.promotion else None
+        callbacks: list[Any] = [self.promote, self.budget]
+        if self.store is not None:
+            callbacks.append(lambda s, t: self.store.retain(s, spec.keep_checkpoints))
+        if self.locks is not None:
+            callbacks.append(lambda s, t: self.locks.release(t.number))  # once it is stored
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self.stop_flag() and not objective.out_of_memory:
+            queued_only = self.next_step()
+            if queued_only is None:
+                break
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                break
+            self.promote(study)
+            try:
+                study.optimize(objective, n_trials=1 if queued_only else None, timeout=left,
+                               callbacks=callbacks, catch=(Exception,), gc_after_trial=False)
+            except ValueError as e:
+                if not str(e).startswith("Cannot tell a"):
+                    raise
+                if self.locks is not None:
+                    self.locks.release_all()  # Optuna skips the callbacks of such a trial
+                _log.warning("a late result was dropped: its trial was declared stale by "
+                             "another worker and retried meanwhile (%s)", e)
+        return EXIT_OUT_OF_MEMORY if objective.out_of_memory else 0
+
+    def next_step(self) -> bool | None:
+        """Tidies the study (stale, orphaned and unowned trials; a head-to-head study's
+        finalists) and says what to run: None to stop, True for queued trials only, False
+        for sampled ones too. Waits, briefly, while only others' trials are running."""
+        study, spec = self.study, self.spec
+        while not self.stop_flag():
+            optuna.storages.fail_stale_trials(study)
+            if isinstance(self.storage, ResilientRDBStorage):
+                self.storage.fail_orphans(self.study_id)
+            if self.locks is not None and not heartbeat_enabled(self.storage):
+                requeue_unowned(study, self.locks, spec.liveness)
+            waiting = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+            if spec.compare is not None and not waiting and \
+                    enqueue_finalists(study, spec.compare, spec.base.seed):
+                continue
+            # a head-to-head study runs queued trials only: asking for more would add a trial
+            # outside every level's budget
+            queued_only = spec.compare is not None or self.budget.met(study)
+            if waiting or not queued_only:
+                return queued_only
+            running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+            if not running or not heartbeat_enabled(self.storage):
+                return None
+            # let them finish or go stale; a short poll: a worker that is done should not
+            # idle a whole heartbeat interval (30 s by default) after the last trial ends
+            time.sleep(min(spec.liveness.heartbeat_interval, 2.0))
+        return None
+
+    def promote(self, study: optuna.Study, _: FrozenTrial | None = None) -> None:
         """Queues a due promotion before the next trial is asked for (paused trials resume
         from their checkpoints, so promotion needs the checkpoint store); in a head-to-head
         study, within each level."""
-        if promoting and not budget.met(s):
-            for view in level_views(s, spec.compare):
-                promote_due(view, asha)  # type: ignore[arg-type]
-
-    callbacks.insert(0, promote)
-    if store is not None:
-        callbacks.append(lambda s, t: store.retain(s, spec.keep_checkpoints))
-    if locks is not None:
-        callbacks.append(lambda s, t: locks.release(t.number))  # after its result is stored
-    while not stop_flag() and not objective.out_of_memory:
-        optuna.storages.fail_stale_trials(study)
-        if isinstance(storage, ResilientRDBStorage):
-            storage.fail_orphans(study_id)
-        if locks is not None and not heartbeat_enabled(storage):
-            requeue_unowned(study, locks, spec.liveness)
-        waiting = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
-        if spec.compare is not None and not waiting and \
-                enqueue_finalists(study, spec.compare, spec.base.seed):
-            continue
-        # a head-to-head study runs queued trials only: asking for more would add a trial
-        # outside every level's budget
-        queued_only = spec.compare is not None or budget.met(study)
-        if queued_only and not waiting:
-            running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-            if not running or not heartbeat_enabled(storage):
-                break
-            # let them finish or go stale; a short poll: a worker that is done should not idle
-            # a whole heartbeat interval (30 s by default) after the last trial ends
-            time.sleep(min(spec.liveness.heartbeat_interval, 2.0))
-            continue
-        left = None if deadline is None else deadline - time.monotonic()
-        if left is not None and left <= 0:
-            break
-        promote(study)
-        try:
-            study.optimize(objective, n_trials=1 if queued_only else None, timeout=left,
-                           callbacks=callbacks, catch=(Exception,), gc_after_trial=False)
-        except ValueError as e:
-            if not str(e).startswith("Cannot tell a"):
-                raise
-            if locks is not None:
-                locks.release_all()  # Optuna skips the callbacks of a trial it cannot tell
-            _log.warning("a late result was dropped: its trial was declared stale by another "
-                         "worker and retried meanwhile (%s)", e)
-    return EXIT_OUT_OF_MEMORY if objective.out_of_memory else 0
+        if self.asha is not None and not self.budget.met(study):
+            for view in level_views(study, self.spec.compare):
+                promote_due(view, self.asha)  # type: ignore[arg-type]
 
 
 def sampler_seed(spec_seed: int | None, seeded: bool, shared: bool = False) -> int | None:
