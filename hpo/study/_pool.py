@@ -149,23 +149,46 @@ def run_pool(
     # A signal only sets a flag, so that it never lands inside a storage read or write here.
     for p in procs:
         p.start()
-    status = 0
-    last = ""
     try:
-        while any(p.is_alive() for p in procs) and not stop():
-            time.sleep(1.0)
-            line = Progress.of(study).line(shown_budget or n_trials)
-            if line != last:
-                print(line, file=out, flush=True)
-                last = line
-        if stop():
-            status = stop.exit_status
-            print("[hpo] stopping workers: running trials checkpoint and are queued to resume",
-                  file=out, flush=True)
-            _stop(procs)
+        last = _watch(procs, study, stop, out, shown_budget or n_trials)
     finally:
         if restore is not None:
             restore()
+    status = _verdict(procs, study, stop, liveness, out)
+    progress = Progress.of(study)
+    final = progress.line(shown_budget or n_trials)
+    if final != last:
+        print(final, file=out, flush=True)
+    if status == 0 and not stop() and every_trial_failed(study):
+        print(f"[hpo] every trial failed ({progress.failed}); their stop_reason says why "
+              "(hpo report, the dashboard, or optuna trials)", file=out, flush=True)
+        status = 1
+    return status
+
+
+def _watch(procs: list[multiprocessing.process.BaseProcess], study: optuna.Study,
+           stop: StopFlag, out: TextIO, budget: int) -> str:
+    """Prints a progress line whenever it changes, until the workers end or a signal asks
+    them to stop (then stops them); the last line printed."""
+    last = ""
+    while any(p.is_alive() for p in procs) and not stop():
+        time.sleep(1.0)
+        line = Progress.of(study).line(budget)
+        if line != last:
+            print(line, file=out, flush=True)
+            last = line
+    if stop():
+        print("[hpo] stopping workers: running trials checkpoint and are queued to resume",
+              file=out, flush=True)
+        _stop(procs)
+    return last
+
+
+def _verdict(procs: list[multiprocessing.process.BaseProcess], study: optuna.Study,
+             stop: StopFlag, liveness: Liveness, out: TextIO) -> int:
+    """The pool's exit status from its workers' (see :func:`run_pool`); requeues the trials
+    of workers that died and says so in one line."""
+    status = stop.exit_status if stop() else 0
     unclean = [p for p in procs if p.exitcode not in (0, 2, EXIT_OUT_OF_MEMORY, None)]
     requeued: dict[int, int | None] = {}
     if unclean:
@@ -175,20 +198,12 @@ def run_pool(
     dead = [p for p in unclean if not (stop() and p.exitcode == -signal.SIGTERM)]
     if dead:
         if status == 0:
-            status = 1
             codes = ", ".join(f"{p.name}: {p.exitcode}" for p in dead)
             print(f"[hpo] a worker died ({codes}); {_requeued_words(requeued)}",
                   file=out, flush=True)
+            return 1
     elif status == 0 and any(p.exitcode == 2 for p in procs):
-        status = 2
-    progress = Progress.of(study)
-    final = progress.line(shown_budget or n_trials)
-    if final != last:
-        print(final, file=out, flush=True)
-    if status == 0 and not stop() and every_trial_failed(study):
-        print(f"[hpo] every trial failed ({progress.failed}); their stop_reason says why "
-              "(hpo report, the dashboard, or optuna trials)", file=out, flush=True)
-        status = 1
+        return 2
     return status
 
 
