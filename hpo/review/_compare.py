@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from hpo.errors import UserError
 from hpo.review._format import fmt, group_label, markdown_table, text_table
 from hpo.review._headtohead import tables as h2h_tables
 from hpo.review._report import AXES
@@ -17,6 +18,10 @@ from hpo.review._report import AXES
 
 def compare_tables(reports: list[dict[str, Any]]) -> list[tuple[str, list[str], list[list[str]]]]:
     """Per axis: (title, headers, rows) with one 'best / median (trials)' column per study."""
+    names = [r["study"] for r in reports]
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:
+        raise UserError(f"hpo compare: study {twice[0]!r} is named twice; name each study once")
     out = []
     for axis in AXES:
         levels = sorted({lvl for r in reports for lvl in r["factors"][axis]})
