@@ -172,17 +172,7 @@ def parse_spec(raw: Mapping[str, Any], source: str) -> StudySpec:
         c.fail("study.direction", f"{metric} is always {METRICS[metric]}d; remove the key "
                                   f"or set it to {METRICS[metric]!r}")
     n_trials = c.get(study, "study", "n_trials", Rule("int", bound=AT_LEAST_ONE), None)
-    defaults = Liveness()
-    liveness = Liveness(
-        c.get(study, "study", "heartbeat_interval", Rule("int", bound=AT_LEAST_ONE),
-              defaults.heartbeat_interval),
-        c.get(study, "study", "grace_period", Rule("int", bound=AT_LEAST_ONE),
-              defaults.grace_period),
-        c.get(study, "study", "max_retry", Rule("int", bound=NON_NEGATIVE), defaults.max_retry),
-    )
-    if liveness.grace_period <= liveness.heartbeat_interval:
-        c.fail("study.grace_period", f"must exceed heartbeat_interval "
-                                     f"({liveness.heartbeat_interval} s); 3x is usual")
+    liveness = _liveness(c, study)
     keep_checkpoints = c.get(study, "study", "keep_checkpoints", Rule("int", bound=NON_NEGATIVE),
                              3)
     repeats = c.get(study, "study", "repeats", Rule("bool"), False)
@@ -198,15 +188,7 @@ def parse_spec(raw: Mapping[str, Any], source: str) -> StudySpec:
     base = TrainConfig(data=data, model=model, **training)
     space = parse_search(c, c.table(raw, "search", "", None))
     compare = _compare(c, c.table(raw, "compare", "", ("axis", "budget", "seeds")), space)
-    if compare is None and n_trials is None:
-        c.fail("study.n_trials", "is required (an integer: the trials to run; a [compare] "
-                                 "study gives a budget per level instead)")
-    if compare is not None:
-        if n_trials is not None and n_trials != compare.n_trials:
-            c.fail("study.n_trials", f"is {n_trials}, but [compare] gives {compare.budget} "
-                                     f"trials to each of {len(compare.levels)} levels "
-                                     f"({compare.n_trials}); remove n_trials")
-        n_trials = compare.n_trials
+    n_trials = _budget(c, n_trials, compare)
 
     sampler_t = c.table(raw, "sampler", "", None)
     sampler = c.get(sampler_t, "sampler", "name", Rule("str", choices=tuple(SAMPLERS)), "tpe")
@@ -245,6 +227,36 @@ def parse_spec(raw: Mapping[str, Any], source: str) -> StudySpec:
         repeats=repeats, warm_start=tuple(warm),
         raw=dict(raw), source=source, grid=grid, compare=compare,
     )
+
+
+def _liveness(c: Checker, study: dict[str, Any]) -> Liveness:
+    """Heartbeat interval, grace period and retries from ``[study]``."""
+    defaults = Liveness()
+    liveness = Liveness(
+        c.get(study, "study", "heartbeat_interval", Rule("int", bound=AT_LEAST_ONE),
+              defaults.heartbeat_interval),
+        c.get(study, "study", "grace_period", Rule("int", bound=AT_LEAST_ONE),
+              defaults.grace_period),
+        c.get(study, "study", "max_retry", Rule("int", bound=NON_NEGATIVE), defaults.max_retry),
+    )
+    if liveness.grace_period <= liveness.heartbeat_interval:
+        c.fail("study.grace_period", f"must exceed heartbeat_interval "
+                                     f"({liveness.heartbeat_interval} s); 3x is usual")
+    return liveness
+
+
+def _budget(c: Checker, n_trials: int | None, compare: CompareSpec | None) -> int:
+    """``study.n_trials``, or a head-to-head study's budget x levels (which it must match)."""
+    if compare is None:
+        if n_trials is None:
+            c.fail("study.n_trials", "is required (an integer: the trials to run; a [compare] "
+                                     "study gives a budget per level instead)")
+        return n_trials  # type: ignore[return-value]
+    if n_trials is not None and n_trials != compare.n_trials:
+        c.fail("study.n_trials", f"is {n_trials}, but [compare] gives {compare.budget} "
+                                 f"trials to each of {len(compare.levels)} levels "
+                                 f"({compare.n_trials}); remove n_trials")
+    return compare.n_trials
 
 
 def _compare(c: Checker, table: dict[str, Any], space: SearchSpace) -> CompareSpec | None:
