@@ -118,33 +118,10 @@ class Objective:
         earlier = duplicate_promotion(trial) if not replicate else duplicate_replicate(trial)
         if earlier is not None:
             return _reuse_queued(trial, earlier)
-        if self.sampler_seed is not None:
-            trial.set_user_attr(record.SAMPLER_SEED, self.sampler_seed)
-        trial.set_user_attr(record.CPU_THREADS, torch.get_num_threads())
-        trial.set_user_attr(record.HOST, socket.gethostname())
-        trial.set_user_attr(record.WORKER_PID, os.getpid())
-        trial.set_user_attr(record.DEVICE, str(self.device))
+        self._sign(trial)
         curve: dict[str, list[float]] = {"train_loss": [], "val_loss": [], "val_accuracy": []}
         self._flows: list[dict[str, Any]] = []
-
-        asha = inner_pruner(trial.study.pruner)
-        pauses = isinstance(asha, AshaPruner) and asha.promotion
-
-        def on_epoch(m: EpochMetrics) -> str | None:
-            try:
-                value = self._record_epoch(trial, m, curve)
-                if not replicate and trial.should_prune():
-                    if pauses:
-                        trial.set_user_attr(record.PAUSED_AT, m.epoch)
-                        return (f"paused after epoch {m.epoch} ({spec.metric} {value:.4f}): "
-                                "outside the best 1/eta of its rung for now; resumes from its "
-                                "checkpoint if later trials rank it there")
-                    return f"pruned by the {spec.pruner} pruner after epoch {m.epoch} " \
-                           f"({spec.metric} {value:.4f})"
-            except optuna.exceptions.UpdateFinishedTrialError:
-                raise TrialAbandoned(trial.number) from None
-            return None
-
+        on_epoch = self._on_epoch(trial, curve, prunable=not replicate)
         save = None
         if self.checkpoints is not None:
             save = lambda state: self.checkpoints.save(trial.number, state)  # noqa: E731
@@ -186,6 +163,40 @@ class Objective:
         if result.status != "completed":
             raise optuna.TrialPruned(result.stop_reason)
         return float(getattr(result.history[-1], spec.metric))
+
+    def _sign(self, trial: optuna.Trial) -> None:
+        """Records who runs the trial: the sampler's seed, threads, host, process, device."""
+        if self.sampler_seed is not None:
+            trial.set_user_attr(record.SAMPLER_SEED, self.sampler_seed)
+        trial.set_user_attr(record.CPU_THREADS, torch.get_num_threads())
+        trial.set_user_attr(record.HOST, socket.gethostname())
+        trial.set_user_attr(record.WORKER_PID, os.getpid())
+        trial.set_user_attr(record.DEVICE, str(self.device))
+
+    def _on_epoch(self, trial: optuna.Trial, curve: dict[str, list[float]],
+                  prunable: bool) -> Callable[[EpochMetrics], str | None]:
+        """The trainer's callback: reports the epoch and asks the pruner (the asha pruner's
+        stops are pauses); returns the reason to stop, or None."""
+        spec = self.spec
+        asha = inner_pruner(trial.study.pruner)
+        pauses = isinstance(asha, AshaPruner) and asha.promotion
+
+        def on_epoch(m: EpochMetrics) -> str | None:
+            try:
+                value = self._record_epoch(trial, m, curve)
+                if prunable and trial.should_prune():
+                    if pauses:
+                        trial.set_user_attr(record.PAUSED_AT, m.epoch)
+                        return (f"paused after epoch {m.epoch} ({spec.metric} {value:.4f}): "
+                                "outside the best 1/eta of its rung for now; resumes from its "
+                                "checkpoint if later trials rank it there")
+                    return f"pruned by the {spec.pruner} pruner after epoch {m.epoch} " \
+                           f"({spec.metric} {value:.4f})"
+            except optuna.exceptions.UpdateFinishedTrialError:
+                raise TrialAbandoned(trial.number) from None
+            return None
+
+        return on_epoch
 
     def _load_data(self, with_test: bool) -> Data:
         if with_test:

@@ -272,8 +272,7 @@ def train(
     data = data or load_data(config.data)
     run = _prepare(config, data, device)
     at = _restore(resume, run, result) if resume else _Position()
-    # a loss far above that of a uniform guess means the run has blown up
-    diverged_above = DIVERGENCE_FACTOR * math.log(data.num_classes)
+    diverged_above = DIVERGENCE_FACTOR * math.log(data.num_classes)  # blown up, above it
     flow = GradientFlow(run.model) if config.diagnostics else None
     for epoch in range(at.epoch, config.epochs + 1):
         epoch_rng = run.generator.get_state()  # replaying it replays the shuffle and crops
