@@ -15,6 +15,8 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from hpo.config import TrainConfig
+
 # --- study user attributes
 SPEC = "spec"  # the whole spec as written, so later tools need neither the file nor this code
 STUDY_UID = "hpo_uid"  # the study's identity; names its checkpoint folder
@@ -161,6 +163,18 @@ def leaders(study: optuna.Study, trials: Sequence[FrozenTrial] | None = None, *,
         top += [t for t in ranked(study, own, states=(TrialState.PRUNED,))
                 if t.number not in continued]
     return top
+
+
+def config_of(trial: FrozenTrial) -> TrainConfig | None:
+    """The trial's resolved config (``config``), or None when it has none or one this version
+    cannot read (a study written by another hpo)."""
+    raw = trial.user_attrs.get(CONFIG)
+    if not isinstance(raw, dict):
+        return None
+    try:
+        return TrainConfig.from_dict(raw)
+    except (TypeError, ValueError):
+        return None
 
 
 def stored_spec(study: optuna.Study) -> dict[str, Any]:

@@ -66,3 +66,15 @@ def test_read_only_commands_start_without_torch(tmp_path: Path) -> None:
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                              cwd=tmp_path, timeout=120).stdout.splitlines()[-1]
         assert out == "0 False False", (command, out)
+
+
+def test_configs_live_on_the_ground_floor_without_torch() -> None:
+    """hpo.config imports no torch, and the review layer reads stored configs through it
+    (record.config_of), never by spelling a config key."""
+    code = "import sys, hpo.config, hpo.record; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=REPO, timeout=60)
+    assert out.stdout.strip() == "False", out.stderr
+    for path in (HPO / "review").rglob("*.py"):
+        text = path.read_text()
+        assert not re.search(r"CONFIG, \{\}\)\.get\(|config\.get\(", text), path.name

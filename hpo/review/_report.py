@@ -78,10 +78,12 @@ def wd_band(wd: float) -> str:
 
 
 def _level(t: FrozenTrial, axis: str) -> str:
-    c = t.user_attrs.get(record.CONFIG, {})
+    c = record.config_of(t)
+    if c is None:
+        return "?"
     if axis == "weight_decay_band":
-        return wd_band(float(c.get("weight_decay", 0.0)))
-    return str(c.get(axis, "?"))
+        return wd_band(c.weight_decay)
+    return str(getattr(c, axis))
 
 
 def _by_level(trials: list[FrozenTrial], axis: str) -> list[tuple[str, list[FrozenTrial]]]:
@@ -165,11 +167,10 @@ def verdict(study_name: str, metric: str, leader: FrozenTrial, levels: dict[str,
             reps: dict[str, Any], sign: float) -> str:
     """One sentence: which recipe wins, the runner-up level of each axis and the gap, and
     whether replicates separated them (or the command that would)."""
-    config = leader.user_attrs.get(record.CONFIG, {})
-    recipe = " + ".join(str(config.get(axis, "?")) for axis in AXES[:3])
+    recipe = " + ".join(_level(leader, axis) for axis in AXES[:3])
     parts = []
     for axis in AXES[:3]:
-        mine = str(config.get(axis, "?"))
+        mine = _level(leader, axis)
         others = [(row["best_any"], row["best_any_epoch"], lvl, row)
                   for lvl, row in levels[axis].items()
                   if lvl != mine and row["best_any"] is not None]
@@ -297,11 +298,13 @@ def gradient_flow(finished: list[FrozenTrial]) -> dict[str, Any]:
 
 
 def _model(t: FrozenTrial) -> str:
-    return str(t.user_attrs.get(record.CONFIG, {}).get("model", {}).get("name", "?"))
+    c = record.config_of(t)
+    return "?" if c is None else c.model.name
 
 
 def _residual(t: FrozenTrial) -> bool:
-    return bool(t.user_attrs.get(record.CONFIG, {}).get("model", {}).get("residual", True))
+    c = record.config_of(t)
+    return True if c is None else c.model.residual
 
 
 # PED-ANOVA compares the best 10 % of the complete trials with all of them: below 10 complete

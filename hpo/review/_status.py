@@ -64,10 +64,11 @@ def study_status(storage: optuna.storages.BaseStorage, study_name: str) -> str:
         a: dict[str, Any] = t.user_attrs
         beat = beats.get(ids[t.number])
         ago = "-" if beat is None or now is None else f"{(now - beat).total_seconds():.0f} s ago"
+        config = record.config_of(t)
         rows.append([str(t.number), str(a.get(record.HOST, "-")),
                      str(a.get(record.WORKER_PID, "-")),
                      str(a.get(record.DEVICE, "-")), str(max(t.intermediate_values, default=0)),
-                     str(a.get(record.CONFIG, {}).get("epochs", "-")), ago,
+                     "-" if config is None else str(config.epochs), ago,
                      str(a.get(record.RESUMED_FROM_EPOCH, "-"))])
     lines.append(text_table(rows[0], rows[1:]))
     return "\n".join(lines)

@@ -12,6 +12,9 @@ from optuna.trial import FrozenTrial
 from hpo import record
 from hpo.review._format import fmt, text_table
 
+# The recipe's columns (the searched parameters shown apart are the rest)
+_NAMED = ("optimizer", "lr", "weight_decay", "schedule", "init", "zero_init_residual",
+          "no_decay_bn_bias")
 _COLUMNS = ("#", "trial", "state", "{metric}", "epochs", "optimizer", "lr", "weight_decay",
             "schedule", "init", "zero_init", "no_decay_bn", "other searched settings")
 
@@ -29,18 +32,16 @@ def top_table(study: optuna.Study, metric: str, k: int = 5) -> str:
     """The top-``k`` table: every searched dimension's value, the metric, epochs and state."""
     rows = [[c.format(metric=metric) for c in _COLUMNS]]
     for rank, t in enumerate(top_trials(study, k), 1):
-        c = t.user_attrs.get(record.CONFIG, {})
-        named = {"optimizer", "schedule", "init", "zero_init_residual", "no_decay_bn_bias"}
         others = " ".join(f"{name}={fmt(v)}" for name, v in sorted(t.params.items())
-                          if name not in named and not name.endswith((".lr", ".weight_decay")))
+                          if name not in _NAMED and not name.endswith((".lr", ".weight_decay")))
         value = record.last_value(t)
-        rows.append([
-            str(rank), str(t.number), record.state_name(t),
-            "-" if value is None else f"{value:.4f}",
-            fmt(t.user_attrs.get(record.EPOCHS_RUN)), fmt(c.get("optimizer")), fmt(c.get("lr")),
-            fmt(c.get("weight_decay")), fmt(c.get("schedule")), fmt(c.get("init")),
-            fmt(c.get("zero_init_residual")), fmt(c.get("no_decay_bn_bias")), others or "-",
-        ])
+        c = record.config_of(t)
+        recipe = ["-"] * len(_NAMED) if c is None else [
+            fmt(c.optimizer), fmt(c.lr), fmt(c.weight_decay), fmt(c.schedule), fmt(c.init),
+            fmt(c.zero_init_residual), fmt(c.no_decay_bn_bias)]
+        rows.append([str(rank), str(t.number), record.state_name(t),
+                     "-" if value is None else f"{value:.4f}",
+                     fmt(t.user_attrs.get(record.EPOCHS_RUN)), *recipe, others or "-"])
     if len(rows) == 1:
         return "(no finished trial yet)"
     return text_table(rows[0], rows[1:])

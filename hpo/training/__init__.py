@@ -4,8 +4,8 @@ It trains a resolved :class:`TrainConfig` and calls back after each epoch; it im
 from Optuna or the study layer, so ``hpo train`` and its tests need no study.
 """
 
+from hpo.config import DataConfig, ModelConfig, TrainConfig
 from hpo.training._checkpoint import load_checkpoint, save_checkpoint
-from hpo.training._config import DataConfig, ModelConfig, TrainConfig
 from hpo.training._data import DATASETS, SYNTHETIC_DEFAULTS, Data, Split, check_data, load_data
 from hpo.training._init import INITS, apply_init
 from hpo.training._loader import DeviceBatches, random_crop, random_flip

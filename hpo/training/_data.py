@@ -18,8 +18,8 @@ import numpy as np
 import torch
 
 from hpo.checks import AT_LEAST_ONE, NON_NEGATIVE, Rule
+from hpo.config import DataConfig
 from hpo.errors import UserError
-from hpo.training._config import DataConfig
 from hpo.training._imported import is_import_path, resolve
 from hpo.training._tables import lookup
 

@@ -17,8 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from hpo.config import ModelConfig
 from hpo.errors import UserError
-from hpo.training._config import ModelConfig
 from hpo.training._imported import is_import_path, resolve
 
 CLOSES_RESIDUAL = "closes_residual"

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hpo.training._config import TrainConfig
+from hpo.config import TrainConfig
 from hpo.training._data import Data, load_data
 from hpo.training._diagnostics import GradientFlow, flow_clause
 from hpo.training._init import apply_init

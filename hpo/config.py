@@ -1,8 +1,9 @@
-"""The resolved configuration of one training run.
+"""The resolved configuration of one training run, on the ground floor: standard library only.
 
 One frozen object describes everything a run needs. The study layer builds it from trial
 parameters; ``hpo train`` and exports rebuild it from :meth:`TrainConfig.to_dict` output, so the
-dictionary form is the stable contract.
+dictionary form is the stable contract. Every layer reads configs through these classes (the
+review layer via :func:`hpo.record.config_of`), and none of them imports torch.
 """
 
 from __future__ import annotations
