@@ -22,16 +22,16 @@ def _checkpoint_dir(args: argparse.Namespace, storage_url: str) -> Path:
 
 
 def _slots(args: argparse.Namespace, raw_spec: dict) -> list:
-    from hpo.study._pool import plan_slots
+    from hpo.worker._pool import plan_slots
 
     gpus = args.gpus.split(",") if args.gpus else None
     return plan_slots(gpus, args.trials_per_gpu, args.workers, raw_spec)
 
 
 def _create(args: argparse.Namespace) -> int:
-    from hpo.study._launch import create_or_resume
+    from hpo.storage._backends import redact, resolve_url
     from hpo.study._spec import load_spec
-    from hpo.study._storage import redact, resolve_url
+    from hpo.worker._launch import create_or_resume
 
     spec = load_spec(args.spec)
     url = resolve_url(args.storage)
@@ -43,9 +43,9 @@ def _create(args: argparse.Namespace) -> int:
 
 def _launch(args: argparse.Namespace) -> int:
     from hpo.review._table import top_table
-    from hpo.study._launch import launch
+    from hpo.storage._backends import resolve_url
     from hpo.study._spec import load_spec
-    from hpo.study._storage import resolve_url
+    from hpo.worker._launch import launch
 
     spec = load_spec(args.spec)
     url = resolve_url(args.storage)
@@ -60,10 +60,10 @@ def _launch(args: argparse.Namespace) -> int:
 
 
 def _worker(args: argparse.Namespace) -> int:
-    from hpo.study._launch import check_budget, check_data_of
-    from hpo.study._pool import run_pool
+    from hpo.storage._backends import open_storage, resolve_url
     from hpo.study._spec import load_spec_from_study
-    from hpo.study._storage import open_storage, resolve_url
+    from hpo.worker._launch import check_budget, check_data_of
+    from hpo.worker._pool import run_pool
 
     url = resolve_url(args.storage)
     _, spec = load_spec_from_study(open_storage(url), url, args.study)
@@ -77,7 +77,7 @@ def _worker(args: argparse.Namespace) -> int:
 
 def _status(args: argparse.Namespace) -> int:
     from hpo.review._status import studies_table, study_status
-    from hpo.study._storage import find_study, open_storage, resolve_url
+    from hpo.storage._backends import find_study, open_storage, resolve_url
 
     url = resolve_url(args.storage)
     storage = open_storage(url, must_exist=True)
@@ -90,14 +90,14 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _repair(args: argparse.Namespace) -> int:
-    from hpo.study._repair import repair_journal
+    from hpo.storage._repair import repair_journal
 
     print(repair_journal(Path(args.storage)))
     return 0
 
 
 def _proxy(args: argparse.Namespace) -> int:
-    from hpo.study._storage import redact, resolve_url, run_proxy
+    from hpo.storage._backends import redact, resolve_url, run_proxy
 
     url = resolve_url(args.storage)
     print(f"[hpo] gRPC storage proxy for {redact(url)} on {args.host}:{args.port}; workers use "
@@ -113,7 +113,7 @@ def _proxy(args: argparse.Namespace) -> int:
 def _open_study(args: argparse.Namespace, name: str):
     """(study, storage URL) for a review command, which also reads plain Optuna studies;
     unknown studies and storages fail clearly, and nothing is created."""
-    from hpo.study._storage import find_study, open_storage, resolve_url
+    from hpo.storage._backends import find_study, open_storage, resolve_url
 
     url = resolve_url(args.storage)
     return find_study(open_storage(url, must_exist=True), url, name), url
@@ -133,7 +133,7 @@ def _write(text: str, out: str | None) -> None:
 def _report(args: argparse.Namespace) -> int:
     from hpo.review._render import to_html, to_json, to_markdown, to_text
     from hpo.review._report import build_report
-    from hpo.study._storage import redact
+    from hpo.storage._backends import redact
 
     study, url = _open_study(args, args.study)
     report = build_report(study, redact(url), args.top)
@@ -152,7 +152,7 @@ def _compare(args: argparse.Namespace) -> int:
 
     from hpo.review._compare import compare_tables, compare_text
     from hpo.review._report import build_report
-    from hpo.study._storage import redact
+    from hpo.storage._backends import redact
 
     reports = []
     for name in args.studies:
@@ -168,7 +168,7 @@ def _compare(args: argparse.Namespace) -> int:
 
 def _export(args: argparse.Namespace) -> int:
     from hpo.review._export import export_study
-    from hpo.study._storage import redact
+    from hpo.storage._backends import redact
 
     study, url = _open_study(args, args.study)
     paths = export_study(study, redact(url), args.top, args.format, Path(args.out))
@@ -189,10 +189,10 @@ def _train(args: argparse.Namespace) -> int:
 def _replicate(args: argparse.Namespace) -> int:
     from hpo.review._render import to_text
     from hpo.review._report import build_report
-    from hpo.study._pool import run_pool
+    from hpo.storage._backends import open_storage, redact, resolve_url
     from hpo.study._replicate import enqueue_replicates
     from hpo.study._spec import load_spec_from_study
-    from hpo.study._storage import open_storage, redact, resolve_url
+    from hpo.worker._pool import run_pool
 
     url = resolve_url(args.storage)
     study, spec = load_spec_from_study(open_storage(url), url, args.study)
@@ -209,8 +209,8 @@ def _replicate(args: argparse.Namespace) -> int:
 
 def _dashboard(args: argparse.Namespace) -> int:
     from hpo.review._dashboard import serve_dashboard
+    from hpo.storage._backends import open_storage, redact, resolve_url
     from hpo.study._checkpoints import resolve_checkpoint_dir
-    from hpo.study._storage import open_storage, redact, resolve_url
 
     url = resolve_url(args.storage)
     storage = open_storage(url, must_exist=True)
@@ -384,7 +384,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.umask(os.umask(0) | 0o002)
     args.stop = None
     if args.command in _RUNS:
-        from hpo.study._signals import StopFlag
+        from hpo.worker._signals import StopFlag
 
         args.stop = StopFlag()
         args.stop.install()

@@ -20,8 +20,8 @@ import uuid
 
 import optuna
 
-from hpo.study._lineage import Liveness
-from hpo.study._storage import open_storage
+from hpo.storage._backends import open_storage
+from hpo.storage._lineage import Liveness
 
 
 def _worker(url: str, name: str, trials: int, liveness: bool, ready, go) -> None:

@@ -99,7 +99,7 @@ class Fleet:
 def drop_connections(url: str) -> None:
     import sqlalchemy
 
-    from hpo.study._storage import driver_url
+    from hpo.storage._backends import driver_url
 
     engine = sqlalchemy.create_engine(driver_url(url))
     with engine.connect() as conn:
@@ -121,7 +121,7 @@ def verdict(url: str, name: str, output: str) -> dict[str, int]:
     import optuna
     from optuna.trial import TrialState
 
-    from hpo.study._storage import ORPHAN_REASON, open_storage
+    from hpo.storage._backends import ORPHAN_REASON, open_storage
 
     trials = optuna.load_study(study_name=name, storage=open_storage(url)).get_trials()
     chains: dict[int, list] = {}
@@ -194,7 +194,7 @@ def main() -> int:
         figures = verdict(args.storage, name, fleet.text())
         import optuna
 
-        from hpo.study._storage import open_storage
+        from hpo.storage._backends import open_storage
 
         optuna.delete_study(study_name=name, storage=open_storage(args.storage))
     print(" ".join(f"{k}={v}" for k, v in figures.items()) + " faults=" +

@@ -86,7 +86,7 @@ def pg_url() -> Iterator[str]:
     """The test PostgreSQL database; skipping is not an option, so a missing server fails."""
     import sqlalchemy
 
-    from hpo.study._storage import driver_url
+    from hpo.storage._backends import driver_url
 
     engine = sqlalchemy.create_engine(driver_url(PG_URL))
     with engine.connect():

@@ -31,10 +31,19 @@ def test_the_training_core_knows_nothing_of_optuna_or_the_layers_above() -> None
     assert not {m for m in _imports(REPO / "tests" / "training") if m.startswith("hpo.study")}
 
 
-def test_the_review_layer_never_imports_the_worker_or_the_cli() -> None:
-    imports = _imports(HPO / "review")
-    assert not {m for m in imports if m.startswith(("hpo.cli", "hpo.study._worker",
-                                                    "hpo.study._pool", "hpo.study._objective"))}
+def test_imports_run_one_way_between_the_packages() -> None:
+    """training and storage at the bottom (neither knows the other), study above both,
+    worker above study, review beside worker reading studies; the CLI on top."""
+    above = {
+        "training": ("hpo.storage", "hpo.study", "hpo.worker", "hpo.review", "hpo.cli"),
+        "storage": ("hpo.training", "hpo.study", "hpo.worker", "hpo.review", "hpo.cli"),
+        "study": ("hpo.worker", "hpo.review", "hpo.cli"),
+        "worker": ("hpo.review", "hpo.cli"),
+        "review": ("hpo.worker", "hpo.cli", "hpo.study._objective"),
+    }
+    for package, forbidden in above.items():
+        wrong = {m for m in _imports(HPO / package) if m.startswith(forbidden)}
+        assert not wrong, f"hpo/{package} imports {sorted(wrong)}"
 
 
 def test_each_trial_key_is_spelled_in_one_module_only() -> None:
@@ -62,7 +71,7 @@ def test_read_only_commands_start_without_torch(tmp_path: Path) -> None:
                     ["report", "s", "--format", "json"]):
         code = ("import sys; from hpo.cli import main; "
                 f"rc = main({[*command, '--storage', str(journal)]!r}); "
-                "print(rc, 'torch' in sys.modules, 'hpo.study._worker' in sys.modules)")
+                "print(rc, 'torch' in sys.modules, 'hpo.worker._worker' in sys.modules)")
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                              cwd=tmp_path, timeout=120).stdout.splitlines()[-1]
         assert out == "0 False False", (command, out)

@@ -9,8 +9,8 @@ from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
 
 from hpo import record
+from hpo.storage._backends import open_storage
 from hpo.study._replicate import enqueue_replicates
-from hpo.study._storage import open_storage
 from hpo.training import TrainConfig
 from tests.conftest import run_hpo
 

@@ -1,14 +1,13 @@
-"""The study layer: spec -> search space -> objective -> workers -> storage.
+"""The study layer: spec -> search space -> trial -> trainer, and what a study adds to Optuna.
 
-It turns Optuna trials into :class:`hpo.training.TrainConfig` objects and records what each run
-produced; the training core below it never sees a trial. Callers import from the module that
-does the job (``hpo.study._storage.open_storage``, ``hpo.study._launch.launch``, ...): the
-package imports nothing itself, so a command that only reads a storage never loads torch.
+It turns Optuna trials into :class:`hpo.config.TrainConfig` objects and records what each run
+produced; the training core below it never sees a trial, the storage layer below it keeps the
+studies, the worker layer above it runs them. The package imports nothing itself, so a command
+that only reads a storage never loads torch; callers import from the module that does the job.
 
 Modules, in the order a trial goes through them: ``_spec`` (TOML and its checks), ``_space``
-(trial -> config), ``_objective`` (one trial), ``_worker`` (one process), ``_entry`` and
-``_signals`` (a worker process's first code), ``_pool`` (local processes), ``_launch`` (create
-and run), ``_storage`` (storages, retries of calls and of trials), ``_checkpoints``,
-``_ownership`` (journal liveness), ``_samplers`` (tables), ``_notes``, ``_packing``,
-``_replicate``.
+(trial -> config), ``_objective`` (one trial: train, report, checkpoint), ``_checkpoints``
+(study-keyed checkpoint folders), ``_notes`` (the dashboard's trial notes and figures);
+``_samplers`` (tables), ``_promotion`` (the asha pruner), ``_compare`` (head-to-head studies),
+``_warm`` (warm start), ``_replicate``.
 """

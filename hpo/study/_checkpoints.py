@@ -27,8 +27,8 @@ from optuna.trial import TrialState
 
 from hpo import record
 from hpo.errors import UserError
+from hpo.storage._backends import redact
 from hpo.study._promotion import paused
-from hpo.study._storage import redact
 
 ENV_VAR = "HPO_CHECKPOINT_DIR"
 _FILE = re.compile(r"trial-(\d+)(\.prev)?\.pt$")

@@ -26,11 +26,11 @@ import torch
 from optuna.trial import FrozenTrial, TrialState
 
 from hpo import record
+from hpo.storage._lineage import Liveness, requeue
+from hpo.storage._ownership import TrialLocks
 from hpo.study._checkpoints import CheckpointStore
 from hpo.study._compare import inner_pruner
-from hpo.study._lineage import Liveness, requeue
 from hpo.study._notes import attach, lineage
-from hpo.study._ownership import TrialLocks
 from hpo.study._promotion import AshaPruner, duplicate_promotion
 from hpo.study._replicate import duplicate_replicate
 from hpo.study._space import suggest_config

@@ -30,7 +30,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from hpo import record
-from hpo.study._lineage import continue_chain
+from hpo.storage._lineage import continue_chain
 
 
 def rung_epochs(min_resource: int, reduction_factor: int, epochs: int) -> list[int]:

@@ -27,8 +27,9 @@ from hpo.checks import (
     Rule,
 )
 from hpo.errors import UserError
+from hpo.storage._backends import find_study
+from hpo.storage._lineage import Liveness
 from hpo.study._compare import CompareSpec
-from hpo.study._lineage import Liveness
 from hpo.study._samplers import PATIENCE_OPTIONS, PRUNERS, SAMPLERS, missing_package
 from hpo.study._space import (
     AXES,
@@ -39,7 +40,6 @@ from hpo.study._space import (
     grid_space,
     parse_search,
 )
-from hpo.study._storage import find_study
 from hpo.training import (
     DATASETS,
     DataConfig,
@@ -144,7 +144,7 @@ def load_spec_from_study(
 ) -> tuple[optuna.Study, StudySpec]:
     """The study and the spec stored in it; unknown studies and studies that hpo did not
     create fail clearly (the review commands, which read any Optuna study, use
-    :func:`hpo.study._storage.find_study` instead)."""
+    :func:`hpo.storage._backends.find_study` instead)."""
     study = find_study(storage, storage_url, study_name)
     raw = study.user_attrs.get(record.SPEC)
     if not isinstance(raw, dict):

@@ -20,9 +20,9 @@ from optuna.trial import FixedTrial, FrozenTrial, TrialState
 
 from hpo import record
 from hpo.errors import UserError
+from hpo.storage._backends import find_study, redact
 from hpo.study._space import suggest_config
 from hpo.study._spec import StudySpec
-from hpo.study._storage import find_study, redact
 
 # What a search space decides in a config: a trial fits the new space when the new space,
 # given the trial's parameters, resolves these exactly as the trial ran them.

@@ -59,9 +59,9 @@ def test_compiled_first_epoch_loss_matches_eager() -> None:
 
 
 def test_a_real_out_of_memory_requeues_the_trial_and_the_retry_completes(tmp_path: Path) -> None:
-    from hpo.study._launch import create_or_resume
     from hpo.study._objective import Objective
     from hpo.study._spec import parse_spec
+    from hpo.worker._launch import create_or_resume
 
     raw = {"study": {"name": "oom", "n_trials": 1}, "pruner": {"name": "none"},
            "data": {"name": "synthetic", "train_size": 2000, "test_size": 10},

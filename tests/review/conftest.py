@@ -12,7 +12,7 @@ from pathlib import Path
 import optuna
 import pytest
 
-from hpo.study._storage import open_storage
+from hpo.storage._backends import open_storage
 from tests.conftest import REPO, run_hpo, write_spec
 
 # Screenshots to look at, kept outside the working tree.

@@ -15,7 +15,7 @@ import pytest
 from optuna.trial import TrialState, create_trial
 
 from hpo.review._report import compute
-from hpo.study._storage import open_storage
+from hpo.storage._backends import open_storage
 from tests.conftest import REPO, run_hpo
 from tests.review.conftest import ARTIFACTS, CHROMIUM_FLAGS, SCHEMA, study_in
 

@@ -13,7 +13,7 @@ import pytest
 from optuna.trial import TrialState
 
 from hpo import record
-from hpo.study._storage import open_storage
+from hpo.storage._backends import open_storage
 from tests.conftest import REPO, run_hpo, write_spec
 
 LEVELS = ["sgd", "adam", "rmsprop"]

@@ -8,7 +8,7 @@ from pathlib import Path
 import optuna
 import pytest
 
-from hpo.study._storage import open_storage
+from hpo.storage._backends import open_storage
 from tests.conftest import run_hpo, write_spec
 from tests.training.test_data import _imagefolder
 

@@ -16,8 +16,7 @@ import sqlalchemy
 from optuna.trial import TrialState
 
 from hpo.record import STUDY_UID
-from hpo.study._checkpoints import study_folder
-from hpo.study._storage import (
+from hpo.storage._backends import (
     CLAIMED_ORPHAN_REASON,
     CONNECTIONS_PER_PROCESS,
     ORPHAN_REASON,
@@ -25,6 +24,7 @@ from hpo.study._storage import (
     driver_url,
     open_storage,
 )
+from hpo.study._checkpoints import study_folder
 from tests.conftest import REPO, run_hpo, write_spec
 
 FIXED = """

@@ -15,8 +15,8 @@ from optuna.trial import TrialState
 
 from hpo.cli import main
 from hpo.record import STUDY_UID
+from hpo.storage._backends import open_storage
 from hpo.study._checkpoints import study_folder
-from hpo.study._storage import open_storage
 from tests.conftest import write_spec
 
 RECORDED = {"config", "epochs_run", "wall_time_s", "device", "host", "stop_reason", "curve"}

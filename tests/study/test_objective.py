@@ -10,10 +10,10 @@ import torch
 from optuna.trial import TrialState
 
 import hpo.study._objective as objective_module
-from hpo.study._launch import create_or_resume
-from hpo.study._lineage import Liveness
+from hpo.storage._lineage import Liveness
 from hpo.study._objective import Objective
 from hpo.study._spec import load_spec
+from hpo.worker._launch import create_or_resume
 from tests.conftest import write_spec
 
 
@@ -65,7 +65,7 @@ def test_the_retry_runs_and_completes_once_memory_allows(tmp_path: Path, monkeyp
     (16 << 30, 15 << 30, 1),   # never fewer than one
 ])
 def test_auto_packing_arithmetic(total: int, peak: int, expected: int) -> None:
-    from hpo.study._packing import trials_that_fit
+    from hpo.worker._packing import trials_that_fit
 
     assert trials_that_fit(total, peak) == expected
 
@@ -74,9 +74,9 @@ def test_a_result_written_after_the_trial_was_retried_is_dropped_in_one_line(
         tmp_path: Path, monkeypatch, capfd, caplog) -> None:
     """The trainer finishes, but meanwhile another worker declared the trial stale and retried
     it: this worker's writes must stop with one line, no UpdateFinishedTrialError traceback."""
-    from hpo.study._lineage import requeue
-    from hpo.study._storage import open_storage
-    from hpo.study._worker import run_worker
+    from hpo.storage._backends import open_storage
+    from hpo.storage._lineage import requeue
+    from hpo.worker._worker import run_worker
 
     spec = load_spec(write_spec(tmp_path, n_trials=1, epochs=1))
     url = str(tmp_path / "s.journal")

@@ -16,9 +16,9 @@ from optuna.pruners._successive_halving import _is_trial_promotable_to_next_rung
 from optuna.trial import TrialState
 
 from hpo import record
-from hpo.study._lineage import continue_chain
+from hpo.storage._backends import open_storage
+from hpo.storage._lineage import continue_chain
 from hpo.study._promotion import AshaPruner, in_top, promote_due, rung_epochs
-from hpo.study._storage import open_storage
 from hpo.training import TrainConfig, load_data, train
 from tests.conftest import REPO, run_hpo, write_spec
 

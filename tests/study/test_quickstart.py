@@ -7,7 +7,7 @@ from pathlib import Path
 import optuna
 from optuna.trial import TrialState
 
-from hpo.study._storage import open_storage
+from hpo.storage._backends import open_storage
 from tests.conftest import REPO, run_hpo
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import optuna
 
-from hpo.study._storage import open_storage
+from hpo.storage._backends import open_storage
 from tests.conftest import run_hpo, write_spec
 
 

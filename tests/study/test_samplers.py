@@ -8,7 +8,7 @@ import pytest
 from hpo.study._samplers import PRUNERS, SAMPLERS, build_pruner, build_sampler
 from hpo.study._space import suggest_config
 from hpo.study._spec import parse_spec
-from hpo.study._worker import Budget
+from hpo.worker._worker import Budget
 
 SEARCH = {
     "optimizer": ["sgd", "adamw"],

@@ -19,7 +19,7 @@ import pytest
 from optuna.trial import TrialState
 
 from hpo import record
-from hpo.study._storage import open_storage
+from hpo.storage._backends import open_storage
 from tests.conftest import REPO, run_hpo
 
 SBATCH = REPO / "scripts" / "slurm" / "hpo-worker.sbatch"

@@ -4,7 +4,7 @@ import pytest
 
 from hpo.cli import main
 from hpo.errors import UserError
-from hpo.study._storage import DEFAULT_STORAGE, open_storage, redact, resolve_url
+from hpo.storage._backends import DEFAULT_STORAGE, open_storage, redact, resolve_url
 from tests.conftest import write_spec
 
 
@@ -38,7 +38,7 @@ def test_wrong_password_never_shows_the_password(tmp_path: Path, capsys) -> None
 
 
 def test_bare_postgresql_urls_use_psycopg2() -> None:
-    from hpo.study._storage import driver_url
+    from hpo.storage._backends import driver_url
 
     assert driver_url("postgresql://u@h/db") == "postgresql+psycopg2://u@h/db"
     assert driver_url("postgresql+psycopg2://u@h/db") == "postgresql+psycopg2://u@h/db"

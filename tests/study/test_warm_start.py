@@ -8,7 +8,7 @@ import optuna
 from optuna.trial import TrialState
 
 from hpo import record
-from hpo.study._storage import open_storage
+from hpo.storage._backends import open_storage
 from tests.conftest import DEFAULT_SEARCH, run_hpo, write_spec
 
 NARROW = """

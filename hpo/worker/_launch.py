@@ -16,12 +16,12 @@ import optuna
 
 from hpo import record
 from hpo.errors import UserError
+from hpo.storage._backends import open_storage, redact
 from hpo.study._compare import enqueue_slots
-from hpo.study._pool import Slot, run_pool
-from hpo.study._signals import StopFlag
 from hpo.study._spec import StudySpec
-from hpo.study._storage import open_storage, redact
 from hpo.study._warm import warm_sources, warm_start
+from hpo.worker._pool import Slot, run_pool
+from hpo.worker._signals import StopFlag
 
 
 def create_or_resume(spec: StudySpec, storage_url: str, study_name: str) -> optuna.Study:

@@ -49,7 +49,7 @@ def repair_journal(path: Path) -> str:
     backup = path.with_name(f"{path.name}.{time.strftime('%Y%m%d-%H%M%S')}.bak")
     shutil.copy2(path, backup)
     path.write_bytes(b"".join(kept))
-    from hpo.study._storage import open_storage
+    from hpo.storage._backends import open_storage
 
     try:
         open_storage(str(path))

@@ -22,6 +22,8 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from hpo import record
+from hpo.storage._backends import ResilientRDBStorage, heartbeat_enabled, open_storage
+from hpo.storage._ownership import TrialLocks, requeue_unowned
 from hpo.study._checkpoints import CheckpointStore, artifact_store
 from hpo.study._compare import (
     enqueue_finalists,
@@ -36,13 +38,11 @@ from hpo.study._objective import (
     TrialAbandoned,
     TrialInterrupted,
 )
-from hpo.study._ownership import TrialLocks, requeue_unowned
 from hpo.study._promotion import AshaPruner, promote_due
 from hpo.study._samplers import SAMPLERS, build_pruner, build_sampler
-from hpo.study._signals import EXIT_OUT_OF_MEMORY, StopFlag
 from hpo.study._spec import StudySpec, load_spec_from_study
-from hpo.study._storage import ResilientRDBStorage, heartbeat_enabled, open_storage
 from hpo.training import pick_device
+from hpo.worker._signals import EXIT_OUT_OF_MEMORY, StopFlag
 
 _log = logging.getLogger("hpo.worker")
 

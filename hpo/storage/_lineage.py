@@ -17,7 +17,7 @@ from optuna.trial import FrozenTrial, TrialState
 from hpo import record
 
 if TYPE_CHECKING:
-    from hpo.study._storage import ResilientRDBStorage
+    from hpo.storage._backends import ResilientRDBStorage
 
 
 @dataclass(frozen=True)

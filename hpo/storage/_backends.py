@@ -29,7 +29,7 @@ from optuna.trial import TrialState
 
 from hpo import record
 from hpo.errors import UserError
-from hpo.study._lineage import Liveness, RetryStale, retry
+from hpo.storage._lineage import Liveness, RetryStale, retry
 
 DEFAULT_STORAGE = "hpo.journal"
 ENV_VAR = "HPO_STORAGE"

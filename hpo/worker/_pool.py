@@ -23,11 +23,11 @@ import optuna
 from optuna.trial import TrialState
 
 from hpo import record
-from hpo.study._entry import worker_main
-from hpo.study._lineage import Liveness, requeue
-from hpo.study._signals import EXIT_OUT_OF_MEMORY, StopFlag
-from hpo.study._storage import open_storage
-from hpo.study._worker import default_threads
+from hpo.storage._backends import open_storage
+from hpo.storage._lineage import Liveness, requeue
+from hpo.worker._entry import worker_main
+from hpo.worker._signals import EXIT_OUT_OF_MEMORY, StopFlag
+from hpo.worker._worker import default_threads
 
 
 @dataclass(frozen=True)
@@ -57,7 +57,7 @@ def plan_slots(gpus: list[str] | None, trials_per_gpu: int | str, workers: int |
         return [Slot(i, gpus[i % len(gpus)]) for i in range(workers)]
     per_gpu = {g: trials_per_gpu for g in gpus}
     if trials_per_gpu == "auto":
-        from hpo.study._packing import measure_packing
+        from hpo.worker._packing import measure_packing
 
         per_gpu = {g: measure_packing(dict(raw_spec or {}), g) for g in gpus}
         print("[hpo] auto packing: " + ", ".join(f"GPU {g}: {k} trials"

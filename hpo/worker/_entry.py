@@ -1,6 +1,6 @@
 """The first code a spawned worker process runs: the signal flag, then the heavy imports.
 
-Kept apart from :mod:`hpo.study._pool` so that unpickling the process target imports nothing
+Kept apart from :mod:`hpo.worker._pool` so that unpickling the process target imports nothing
 slow: the flag is installed within milliseconds of the start, and a SIGTERM that arrives while
 optuna and torch are still being imported ends the worker with exit 0, like any preemption.
 """
@@ -14,16 +14,16 @@ from typing import Any
 
 def worker_main(url: str, name: str, checkpoint_dir: str | None, n_trials: int | None,
                 timeout: float | None, slot: Any, threads: int, seeded: bool) -> None:
-    """Target of a worker process (``slot`` is a :class:`hpo.study._pool.Slot`; ``seeded``: see
-    :func:`hpo.study._worker.run_worker`)."""
-    from hpo.study._signals import StopFlag
+    """Target of a worker process (``slot`` is a :class:`hpo.worker._pool.Slot`; ``seeded``: see
+    :func:`hpo.worker._worker.run_worker`)."""
+    from hpo.worker._signals import StopFlag
 
     stop = StopFlag()
     stop.install()
     if slot.gpu is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = slot.gpu  # before anything initializes CUDA
     from hpo.errors import UserError
-    from hpo.study._worker import run_worker
+    from hpo.worker._worker import run_worker
 
     if stop():
         return

@@ -23,7 +23,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from hpo import record
-from hpo.study._lineage import Liveness, requeue
+from hpo.storage._lineage import Liveness, requeue
 
 _log = logging.getLogger("hpo.worker")
 
