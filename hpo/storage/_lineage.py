@@ -9,15 +9,19 @@ count a chain once, by its last trial.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from hpo import record
 
-if TYPE_CHECKING:
-    from hpo.storage._backends import ResilientRDBStorage
+
+class Annotates(Protocol):
+    """A storage that can write the one attribute a finished trial may still get (the resilient
+    database storage of :mod:`hpo.storage._backends`)."""
+
+    def annotate_finished(self, trial_id: int, key: str, value: Any) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -82,12 +86,12 @@ class RetryStale:
     A stale trial was failed by Optuna while its run was silent, so it carries no
     ``stop_reason``; this writes ``no heartbeat for N s on host H; retried as trial M`` on it
     (the storage writes that one attribute on a finished trial, see
-    :meth:`ResilientRDBStorage.annotate_finished`).
+    :meth:`hpo.storage._backends.ResilientRDBStorage.annotate_finished`).
     """
 
     def __init__(self, liveness: Liveness) -> None:
         self.liveness = liveness
-        self.storage: ResilientRDBStorage | None = None  # set once the storage exists
+        self.storage: Annotates | None = None  # set once the storage exists
 
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
         number = retry(study._storage, study._study_id, trial, self.liveness)  # noqa: SLF001
