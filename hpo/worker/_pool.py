@@ -26,6 +26,7 @@ from hpo import record
 from hpo.storage._backends import open_storage
 from hpo.storage._lineage import Liveness, requeue
 from hpo.worker._entry import worker_main
+from hpo.worker._plan import WorkerPlan
 from hpo.worker._signals import EXIT_OUT_OF_MEMORY, StopFlag
 from hpo.worker._worker import default_threads
 
@@ -141,9 +142,9 @@ def run_pool(
     ctx = multiprocessing.get_context("spawn")
     threads = default_threads(len(slots))
     procs = [
-        ctx.Process(target=worker_main, name=f"hpo-worker-{s.index}",
-                    args=(storage_url, study_name, str(checkpoint_dir) if checkpoint_dir else None,
-                          n_trials, timeout, s, threads, seeded and s.index == 0))
+        ctx.Process(target=worker_main, name=f"hpo-worker-{s.index}", args=(WorkerPlan(
+            storage_url, study_name, str(checkpoint_dir) if checkpoint_dir else None,
+            n_trials, timeout, seeded and s.index == 0, threads, s.index, s.gpu),))
         for s in slots
     ]
     # A signal only sets a flag, so that it never lands inside a storage read or write here.

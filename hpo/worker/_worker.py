@@ -42,6 +42,7 @@ from hpo.study._promotion import AshaPruner, promote_due
 from hpo.study._samplers import SAMPLERS, build_pruner, build_sampler
 from hpo.study._spec import StudySpec, load_spec_from_study
 from hpo.training import pick_device
+from hpo.worker._plan import WorkerPlan
 from hpo.worker._signals import EXIT_OUT_OF_MEMORY, StopFlag
 
 _log = logging.getLogger("hpo.worker")
@@ -91,35 +92,12 @@ class Budget:
             study.stop()
 
 
-def run_worker(
-    storage_url: str,
-    study_name: str,
-    checkpoint_dir: str | os.PathLike[str] | None,
-    *,
-    n_trials: int | None = None,
-    timeout: float | None = None,
-    seeded: bool = False,
-    threads: int | None = None,
-    stop_flag: StopFlag | None = None,
-) -> int:
-    """Runs trials of ``study_name`` until its budget (or ``timeout`` seconds) is spent.
+def run_worker(plan: WorkerPlan, stop_flag: StopFlag | None = None) -> int:
+    """Runs trials of ``plan.study_name`` until its budget (or ``plan.timeout``) is spent.
 
-    Args:
-        storage_url: Optuna storage URL or journal file path.
-        study_name: an existing study created by hpo.
-        checkpoint_dir: root of the checkpoint store; None disables checkpoints.
-        n_trials: total budget of finished trials; the spec's ``n_trials`` when None.
-        timeout: seconds after which this worker starts no new trial.
-        seeded: this process's sampler draws from the spec's ``sampler.seed`` itself; true for
-            one process only, the first worker that ``hpo launch`` starts on a fresh study.
-            Every other process seeds its sampler from the operating system's entropy, so no
-            two processes, on one machine or many, now or later, share a stream.
-        threads: CPU threads for torch in this process.
-        stop_flag: the process's signal flag, when the caller installed it before its imports;
-            installed here otherwise.
-
-    Returns:
-        0, or :data:`EXIT_OUT_OF_MEMORY` when a trial ran out of device memory (it is requeued).
+    ``stop_flag`` is the process's signal flag, when the caller installed it before its
+    imports; one is installed here otherwise. Returns 0, or :data:`EXIT_OUT_OF_MEMORY` when a
+    trial ran out of device memory (it is requeued).
     """
     import torch
 
@@ -129,17 +107,19 @@ def run_worker(
     if stop_flag is None:
         stop_flag = StopFlag()
         stop_flag.install()
-    if threads:
-        torch.set_num_threads(threads)
-    plain = open_storage(storage_url)
-    created, spec = load_spec_from_study(plain, storage_url, study_name)
+    if plan.threads:
+        torch.set_num_threads(plan.threads)
+    plain = open_storage(plan.storage_url)
+    created, spec = load_spec_from_study(plain, plan.storage_url, plan.study_name)
     if isinstance(plain, optuna.storages.RDBStorage):
         plain.engine.dispose()  # reopened below with heartbeats; keep the connection count low
-    worker = _Worker(spec, open_storage(storage_url, spec.liveness), study_name, stop_flag,
-                     sampler_seed(spec.seed, seeded, shared=SAMPLERS[spec.sampler].shared_seed))
-    if checkpoint_dir is not None:
-        worker.keep_checkpoints(Path(checkpoint_dir), created.user_attrs.get(record.STUDY_UID))
-    return worker.run(n_trials or spec.n_trials, timeout)
+    seed = sampler_seed(spec.seed, plan.seeded, shared=SAMPLERS[spec.sampler].shared_seed)
+    worker = _Worker(spec, open_storage(plan.storage_url, spec.liveness), plan.study_name,
+                     stop_flag, seed)
+    if plan.checkpoint_dir is not None:
+        worker.keep_checkpoints(Path(plan.checkpoint_dir),
+                                created.user_attrs.get(record.STUDY_UID))
+    return worker.run(plan.n_trials or spec.n_trials, plan.timeout)
 
 
 class _Worker:

@@ -76,6 +76,7 @@ def test_a_result_written_after_the_trial_was_retried_is_dropped_in_one_line(
     it: this worker's writes must stop with one line, no UpdateFinishedTrialError traceback."""
     from hpo.storage._backends import open_storage
     from hpo.storage._lineage import requeue
+    from hpo.worker._plan import WorkerPlan
     from hpo.worker._worker import run_worker
 
     spec = load_spec(write_spec(tmp_path, n_trials=1, epochs=1))
@@ -94,7 +95,7 @@ def test_a_result_written_after_the_trial_was_retried_is_dropped_in_one_line(
         return result
 
     monkeypatch.setattr(objective_module, "train", train_then_lose_the_trial)
-    assert run_worker(url, "tiny", str(tmp_path / "ckpt")) == 0
+    assert run_worker(WorkerPlan(url, "tiny", str(tmp_path / "ckpt"))) == 0
     err = capfd.readouterr().err + caplog.text  # pytest holds the log records
     assert "Traceback" not in err and "UpdateFinishedTrialError" not in err, err
     assert len([line for line in err.splitlines() if "dropped" in line]) == 1, err
