@@ -40,3 +40,10 @@ def group_label(group: dict[str, Any]) -> str:
     if group["residual"] is not None:
         parts.append("residual" if group["residual"] else "plain")
     return " ".join(p for p in parts if p)
+
+
+def pm(mean: float | None, half: float | None) -> str:
+    """A mean and the half width of its interval, ``0.9812 +/- 0.0031`` (``-`` for none)."""
+    if mean is None:
+        return "-"
+    return f"{mean:.4f}" + (f" +/- {half:.4f}" if half is not None else "")

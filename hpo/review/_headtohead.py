@@ -29,6 +29,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from hpo import record
+from hpo.review._format import pm
 from hpo.review._stats import ALPHA, budgets, ci95, expected_best, holm, welch
 
 # An ordinary study's levels are "very unequal" when one has this many times the complete
@@ -165,7 +166,7 @@ def verdict(h: dict[str, Any]) -> str:
     measure = h["compared_by"]
     key = "test_mean" if measure == "test accuracy" else "val_mean"
     ci = "test_ci95" if key == "test_mean" else "val_ci95"
-    means = ", ".join(f"{lvl} {_pm(rows[lvl]['finalist'][key], rows[lvl]['finalist'][ci])}"
+    means = ", ".join(f"{lvl} {pm(rows[lvl]['finalist'][key], rows[lvl]['finalist'][ci])}"
                       for lvl in ranked)
     text = f"{head}, best of each retrained with {h['seeds']} seeds ({measure}): {means}. "
     if len(ranked) >= 2:
@@ -203,12 +204,6 @@ def _budget_clause(by_n: dict[str, list[Any]]) -> str:
             f"al.): {', '.join(parts)} trials per level.")
 
 
-def _pm(mean: float | None, half: float | None) -> str:
-    if mean is None:
-        return "-"
-    return f"{mean:.4f}" + (f" +/- {half:.4f}" if half is not None else "")
-
-
 def unequal_note(levels: dict[str, Any]) -> str:
     """For an ordinary study: the axes whose levels received very unequal numbers of complete
     trials, or an empty string."""
@@ -232,7 +227,7 @@ def tables(h: dict[str, Any], metric: str) -> list[tuple[str, tuple[list[str], l
     """The section as titled tables: levels, pairs, expected best value per budget."""
     rows = [[str(r["level"]), str(r["trials"]), str(r["complete"]), str(r["failed"]),
              "-" if r["best"] is None else f"{r['best']:.4f} (trial {r['best_trial']})",
-             *((str(f["n"]), _pm(f["val_mean"], f["val_ci95"]), _pm(f["test_mean"],
+             *((str(f["n"]), pm(f["val_mean"], f["val_ci95"]), pm(f["test_mean"],
                                                                       f["test_ci95"]))
                if (f := r["finalist"]) else ("0", "-", "-"))]
             for r in h["levels"]]

@@ -16,7 +16,7 @@ import optuna
 
 from hpo import record
 from hpo.limits import EXPLODING, VANISHING
-from hpo.review._format import fmt, group_label, markdown_table, text_table
+from hpo.review._format import fmt, group_label, markdown_table, pm, text_table
 from hpo.review._headtohead import figure as h2h_figure
 from hpo.review._headtohead import png as h2h_png
 from hpo.review._headtohead import tables as h2h_tables
@@ -95,8 +95,8 @@ def sections(r: dict[str, Any], only: tuple[str, ...] = SECTIONS) -> list[tuple[
         [[str(t["trial_number"]), " ".join(fmt(v, 3) for v in t["curve"])] for t in r["top"]])))
     reps = r["replicates"]
     if reps["configs"]:
-        rows = [[str(c["trial_number"]), str(c["n"]), _pm(c["val_mean"], c["val_ci95"]),
-                 _pm(c["test_mean"], c["test_ci95"])] for c in reps["configs"]]
+        rows = [[str(c["trial_number"]), str(c["n"]), pm(c["val_mean"], c["val_ci95"]),
+                 pm(c["test_mean"], c["test_ci95"])] for c in reps["configs"]]
         verdict = {True: "yes", False: "no", None: "needs 2+ seeds for both"}[
             reps["leader_separated"]]
         if reps["p_value"] is not None:
@@ -122,12 +122,6 @@ def gradient_table(r: dict[str, Any]) -> tuple[str, Table]:
     return title, (["cell", "trials", "final train loss", "ratio epoch 1", "ratio last",
                     "flagged",
                     *(f"update {s}" for s in stages)], rows)
-
-
-def _pm(mean: float | None, half: float | None) -> str:
-    if mean is None:
-        return "-"
-    return f"{mean:.4f}" + (f" +/- {half:.4f}" if half is not None else "")
 
 
 def _head(r: dict[str, Any]) -> str:
