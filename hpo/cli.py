@@ -131,19 +131,19 @@ def _write(text: str, out: str | None) -> None:
 
 
 def _report(args: argparse.Namespace) -> int:
+    from hpo.review._evidence import gather
     from hpo.review._render import to_html, to_json, to_markdown, to_text
-    from hpo.review._report import build_report
+    from hpo.review._report import assemble
     from hpo.storage._backends import redact
 
     study, url = _open_study(args, args.study)
-    report = build_report(study, redact(url), args.top)
+    report = assemble(evidence := gather(study, redact(url), args.top))
     out = Path(args.out) if args.out else None
     if out is not None and not out.parent.is_dir():
         raise UserError(f"--out {out}: directory {out.parent} does not exist")
     render = {"text": to_text, "markdown": to_markdown, "json": to_json}
-    text = (to_html(report, study, out) if args.format == "html"
-            else render[args.format](report))
-    _write(text, args.out)
+    _write(to_html(report, evidence, out) if args.format == "html"
+           else render[args.format](report), args.out)
     return 0
 
 

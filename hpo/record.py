@@ -168,7 +168,12 @@ def leaders(study: optuna.Study, trials: Sequence[FrozenTrial] | None = None, *,
 def config_of(trial: FrozenTrial) -> TrainConfig | None:
     """The trial's resolved config (``config``), or None when it has none or one this version
     cannot read (a study written by another hpo)."""
-    raw = trial.user_attrs.get(CONFIG)
+    return parse_config(trial.user_attrs.get(CONFIG))
+
+
+def parse_config(raw: Any) -> TrainConfig | None:
+    """A stored config dict (a trial's ``config``, a report's copy of it) as a TrainConfig, or
+    None when it is not one this version can read."""
     if not isinstance(raw, dict):
         return None
     try:

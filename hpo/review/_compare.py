@@ -11,9 +11,9 @@ from __future__ import annotations
 from typing import Any
 
 from hpo.errors import UserError
+from hpo.review._evidence import AXES
 from hpo.review._format import fmt, group_label, markdown_table, text_table
-from hpo.review._headtohead import tables as h2h_tables
-from hpo.review._report import AXES
+from hpo.review.sections._headtohead import tables as h2h_tables
 
 
 def compare_tables(reports: list[dict[str, Any]]) -> list[tuple[str, list[str], list[list[str]]]]:

@@ -30,7 +30,7 @@ import yaml
 import hpo
 from hpo import record
 from hpo.errors import UserError
-from hpo.review._report import build_report
+from hpo.review._evidence import gather
 
 if TYPE_CHECKING:
     from hpo.training import TrainConfig
@@ -52,8 +52,8 @@ def export_study(study: optuna.Study, storage_shown: str, top_k: int, fmt: str,
     """Writes the best ``top_k`` complete trials of ``study`` to ``out_dir``; returns the paths."""
     import torch
 
-    report = build_report(study, storage_shown, top_k)  # refuses a study with no complete trial
-    leaders = record.leaders(study)[:top_k]  # complete trials only: an export's metric is final
+    evidence = gather(study, storage_shown, top_k)  # refuses a study with no complete trial
+    leaders = evidence.leaders[:top_k]  # complete trials only: an export's metric is final
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -65,8 +65,8 @@ def export_study(study: optuna.Study, storage_shown: str, top_k: int, fmt: str,
         doc = {
             "hpo_export": FORMAT_VERSION,
             "config": t.user_attrs.get(record.CONFIG, {}),
-            "metric": {"name": report["metric"], "value": t.value,
-                       "direction": report["direction"]},
+            "metric": {"name": evidence.metric, "value": t.value,
+                       "direction": evidence.direction},
             "provenance": {
                 "study": study.study_name, "trial_number": t.number, "storage": storage_shown,
                 "exported_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),

@@ -14,7 +14,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState, create_trial
 
-from hpo.review._report import compute
+from hpo.review.sections._compute import compute
 from hpo.storage._backends import open_storage
 from tests.conftest import REPO, run_hpo
 from tests.review.conftest import ARTIFACTS, CHROMIUM_FLAGS, SCHEMA, study_in
@@ -155,3 +155,56 @@ def test_the_degradation_study_reports_gradient_flow_per_cell(tmp_path: Path) ->
                      for r in (True, False)}
     text = run_hpo("report", "degradation", cwd=tmp_path).stdout
     assert "Gradient flow (8 trials measured" in text and "sgd resnet56 plain" in text
+
+
+def test_the_shipped_schema_is_the_sections_fragments() -> None:
+    """report.schema.json is written from the section table (see hpo/review/sections), so
+    the file a user validates against cannot drift from the code."""
+    from hpo.review.sections import report_schema
+
+    assert SCHEMA == report_schema()
+
+
+def test_each_section_builds_exactly_the_keys_its_schema_names(finished: Path) -> None:
+    from hpo.review._evidence import gather
+    from hpo.review.sections import SECTIONS
+
+    evidence, so_far = gather(study_in(finished), "hpo.journal"), {}
+    for section in sorted(SECTIONS, key=lambda s: s.last):
+        built = section.build(evidence, so_far)
+        assert set(built) == set(section.schema), section.name
+        jsonschema.validate(built, {"type": "object", "properties": section.schema})
+        so_far.update(built)
+
+
+def test_a_new_section_is_one_entry_in_the_table(finished: Path, tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """One Section added to the table reaches the JSON, its schema, text, Markdown, HTML
+    (table and figure) and the PNG folder, with nothing else changed."""
+    import plotly.graph_objects as go
+
+    from hpo.review import _render, sections
+    from hpo.review._evidence import gather
+    from hpo.review._report import assemble
+
+    def pngs(r: dict, folder: Path) -> None:
+        (folder / "epochs.png").write_bytes(b"png")
+
+    extra = sections.Section(
+        "epochs", lambda e, r: {"epochs_total": sum(len(t.intermediate_values)
+                                                   for t in e.finished)},
+        {"epochs_total": {"type": "integer", "minimum": 1}},
+        tables=lambda r: [("Epochs reported", (["epochs"], [[str(r["epochs_total"])]]))],
+        figures=lambda r, e: [("Epochs figure", go.Figure(go.Bar(x=[1], y=[1])))],
+        pngs=pngs)
+    monkeypatch.setattr(sections, "SECTIONS", (*sections.SECTIONS, extra))
+    evidence = gather(study_in(finished), "hpo.journal")
+    report = assemble(evidence)
+    jsonschema.validate(report, sections.report_schema())
+    assert report["epochs_total"] >= 8 and "epochs_total" in sections.report_schema()["required"]
+    assert "Epochs reported" in _render.to_text(report)
+    assert "## Epochs reported" in _render.to_markdown(report)
+    page = _render.to_html(report, evidence, tmp_path / "r.html")
+    assert "<h2>Epochs figure</h2>" in page and "<h2>Epochs reported</h2>" in page
+    assert (tmp_path / "r_figures" / "epochs.png").read_bytes() == b"png"
+    assert _render.to_text(report, only=("epochs",)).strip().startswith("Epochs reported")

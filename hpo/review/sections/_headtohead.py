@@ -29,13 +29,53 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from hpo import record
+from hpo.review._evidence import Evidence
 from hpo.review._format import pm
 from hpo.review._stats import ALPHA, budgets, ci95, expected_best, holm, welch
+from hpo.review.sections._section import (
+    INTEGER,
+    NUMBER,
+    SHARE,
+    STRING,
+    Report,
+    Titled,
+    array,
+    mapping,
+    maybe,
+    record_of,
+)
 
 # An ordinary study's levels are "very unequal" when one has this many times the complete
 # trials of another (and at least UNEQUAL_MIN of them).
 UNEQUAL_RATIO = 3
 UNEQUAL_MIN = 4
+
+_FINALIST = record_of({
+    "trial_number": INTEGER, "n": INTEGER, "val_mean": NUMBER, "val_ci95": maybe("number"),
+    "test_mean": maybe("number"), "test_ci95": maybe("number"), "values": array(NUMBER),
+    "test_values": array(NUMBER)}, nullable=True)
+SCHEMA = {"head_to_head": {
+    "description": "Only for [compare] studies (null otherwise): equal budgets per level of one "
+                   "axis, finalists retrained with new seeds, pairwise Welch tests with Holm's "
+                   "correction, expected best value per budget (Dodge et al. 2019).",
+    **record_of({
+        "axis": STRING, "budget": {"type": "integer", "minimum": 1},
+        "seeds": {"type": "integer", "minimum": 2},
+        "levels": array(record_of({
+            "level": {}, "trials": INTEGER, "complete": INTEGER, "failed": INTEGER,
+            "best": maybe("number"), "best_trial": maybe("integer"),
+            "expected_best": array(record_of({"n": {"type": "integer", "minimum": 1},
+                                              "mean": NUMBER,
+                                              "std": {"type": "number", "minimum": 0}})),
+            "finalist": _FINALIST})),
+        "state": {"enum": ["tuning", "finalists", "done"]},
+        "compared_by": STRING,
+        "pairs": array(record_of({"a": {}, "b": {}, "diff": NUMBER, "ci95": maybe("number"),
+                                  "p": SHARE, "p_holm": SHARE,
+                                  "significant": {"type": "boolean"}})),
+        "ranking": {"type": "array"},
+        "ranking_by_n": mapping({"type": "array"}),
+    }, nullable=True)}}
 
 
 def compare_of(study: optuna.Study) -> tuple[str, list[Any], int, int] | None:
@@ -223,7 +263,7 @@ def unequal_note(levels: dict[str, Any]) -> str:
             "the same budget.")
 
 
-def tables(h: dict[str, Any], metric: str) -> list[tuple[str, tuple[list[str], list[list[str]]]]]:
+def tables(h: dict[str, Any], metric: str) -> list[Titled]:
     """The section as titled tables: levels, pairs, expected best value per budget."""
     rows = [[str(r["level"]), str(r["trials"]), str(r["complete"]), str(r["failed"]),
              "-" if r["best"] is None else f"{r['best']:.4f} (trial {r['best_trial']})",
@@ -296,3 +336,24 @@ def png(h: dict[str, Any], name: str, metric: str, path: Any) -> None:
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
+
+
+def build(e: Evidence, r: Report) -> Report:
+    return {"head_to_head": head_to_head(e.study, e.trials)}
+
+
+def report_tables(r: Report) -> list[Titled]:
+    return tables(r["head_to_head"], r["metric"]) if r["head_to_head"] else []
+
+
+def report_figures(r: Report, e: Evidence) -> list[tuple[str, Any]]:
+    if not r["head_to_head"]:
+        return []
+    return [("Head-to-head: expected best value per budget",
+             figure(r["head_to_head"], r["study"], r["metric"]))]
+
+
+def report_pngs(r: Report, folder: Any) -> None:
+    """``expected_best.png``."""
+    if r["head_to_head"]:
+        png(r["head_to_head"], r["study"], r["metric"], folder / "expected_best.png")
