@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import glob
 import os
+import shutil
+import socket
 import subprocess
 import sys
+import tempfile
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -98,3 +103,42 @@ def pg_url() -> Iterator[str]:
 @pytest.fixture
 def study_name() -> str:
     return f"t-{uuid.uuid4().hex[:10]}"
+
+
+@dataclass(frozen=True)
+class OwnPostgres:
+    """A PostgreSQL server of the test's own (initdb in a temporary folder, a free port), for
+    tests that restart the server or count its connections, so that the shared server and the
+    tests running beside them are left alone."""
+
+    url: str
+    _ctl: list[str]
+
+    def restart(self) -> None:
+        subprocess.run([*self._ctl, "-m", "fast", "restart"], check=True, timeout=60,
+                       capture_output=True)
+
+
+@pytest.fixture(scope="session")
+def own_pg() -> Iterator[OwnPostgres]:
+    bindir = Path(sorted(glob.glob("/usr/lib/postgresql/*/bin"))[-1])
+    as_owner = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    folder = Path(tempfile.mkdtemp(prefix="hpo-own-pg-"))
+    folder.chmod(0o755)
+    if as_owner:
+        shutil.chown(folder, "postgres", "postgres")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    data = folder / "data"
+    subprocess.run([*as_owner, str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U",
+                    "postgres", "--no-sync"], check=True, capture_output=True, timeout=120)
+    ctl = [*as_owner, str(bindir / "pg_ctl"), "-D", str(data), "-w", "-l", str(folder / "log"),
+           "-o", f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c fsync=off "
+                 "-c max_connections=200"]
+    subprocess.run([*ctl, "start"], check=True, capture_output=True, timeout=60)
+    try:
+        yield OwnPostgres(f"postgresql://postgres@127.0.0.1:{port}/postgres", ctl)
+    finally:
+        subprocess.run([*ctl, "-m", "immediate", "stop"], capture_output=True, timeout=60)
+        shutil.rmtree(folder, ignore_errors=True)

@@ -25,7 +25,7 @@ from hpo.storage._backends import (
     open_storage,
 )
 from hpo.study._checkpoints import study_folder
-from tests.conftest import REPO, run_hpo, write_spec
+from tests.conftest import REPO, OwnPostgres, run_hpo, write_spec
 
 FIXED = """
 optimizer = "nesterov"
@@ -346,15 +346,15 @@ def test_same_named_studies_on_two_storages_keep_their_own_checkpoints(tmp_path,
         assert kept == {f"trial-{t.number}.pt" for t in complete}
 
 
-def test_postgresql_restart_mid_study_loses_nothing(tmp_path, pg_study) -> None:
-    url, name = pg_study
+def test_postgresql_restart_mid_study_loses_nothing(tmp_path, own_pg: OwnPostgres,
+                                                    study_name: str) -> None:
+    """The server restarts (its own, so that no other test loses its connections)."""
+    url, name = own_pg.url, study_name
     spec = _slow_spec(tmp_path, epochs=3, n_trials=4, search=FIXED)
     _create(tmp_path, spec, url, name)
     workers = _popen_worker(tmp_path, url, name, "--workers", "2")
     _wait_for_epochs(url, name, 1)
-    cluster = os.listdir("/etc/postgresql")[0]
-    subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", cluster, "main", "restart"],
-                   check=True, timeout=60)
+    own_pg.restart()
     _, err = workers.communicate(timeout=300)
     assert workers.returncode == 0, err[-3000:]
     assert "Traceback" not in err
@@ -404,8 +404,10 @@ def _connections(engine: sqlalchemy.engine.Engine) -> int:
         )).scalar()
 
 
-def test_32_workers_stay_within_the_documented_connection_count(pg_study) -> None:
-    url, name = pg_study
+def test_32_workers_stay_within_the_documented_connection_count(own_pg: OwnPostgres,
+                                                                 study_name: str) -> None:
+    """On a server of its own, so that no other test's connections are counted."""
+    url, name = own_pg.url, study_name
     optuna.create_study(study_name=name, storage=open_storage(url))
     engine = sqlalchemy.create_engine(driver_url(url), poolclass=sqlalchemy.pool.NullPool)
     baseline = _connections(engine)
