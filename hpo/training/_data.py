@@ -82,11 +82,20 @@ def _from_numpy(images: np.ndarray, labels: np.ndarray) -> Split:
 
 def _digits(cfg: DataConfig, with_test: bool) -> tuple[Split, Split | None, int]:
     # scikit-learn's 8x8 handwritten digits (1797 images, values 0..16): real data, no download.
-    from sklearn.datasets import load_digits
+    # Read from the file scikit-learn ships, as its load_digits reads it (64 pixel columns and
+    # the label), without importing scikit-learn: that import costs every worker process about
+    # two seconds of start-up.
+    import importlib.util
 
-    bunch = load_digits()
-    images = np.clip(np.round(bunch.images * (255 / 16)), 0, 255).astype(np.uint8)[:, None]
-    pool, test = _split(_from_numpy(images, bunch.target), 0.2, _TEST_SEED)
+    spec = importlib.util.find_spec("sklearn")
+    if spec is None or not spec.submodule_search_locations:
+        raise UserError("data.name = \"digits\": scikit-learn is not installed (pip install "
+                        "scikit-learn); it ships the digits")
+    table = np.loadtxt(Path(spec.submodule_search_locations[0], "datasets", "data",
+                            "digits.csv.gz"), delimiter=",")
+    pixels, labels = table[:, :-1].reshape(-1, 8, 8), table[:, -1].astype(np.int64)
+    images = np.clip(np.round(pixels * (255 / 16)), 0, 255).astype(np.uint8)[:, None]
+    pool, test = _split(_from_numpy(images, labels), 0.2, _TEST_SEED)
     return pool, test if with_test else None, 10
 
 

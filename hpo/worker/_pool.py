@@ -10,6 +10,7 @@ trial of any worker that died, so nothing is left RUNNING and nothing trained is
 from __future__ import annotations
 
 import multiprocessing
+import multiprocessing.connection
 import os
 import signal
 import socket
@@ -173,7 +174,8 @@ def _watch(procs: list[multiprocessing.process.BaseProcess], study: optuna.Study
     them to stop (then stops them); the last line printed."""
     last = ""
     while any(p.is_alive() for p in procs) and not stop():
-        time.sleep(1.0)
+        # a second between progress lines, less when a worker exits (its sentinel wakes us)
+        multiprocessing.connection.wait([p.sentinel for p in procs if p.is_alive()], 1.0)
         line = Progress.of(study).line(budget)
         if line != last:
             print(line, file=out, flush=True)

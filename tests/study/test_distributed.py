@@ -33,13 +33,14 @@ schedule = "cosine"
 lr = 0.05
 weight_decay = 5e-4
 """
-# ~1-2 s per epoch on one CPU core: slow enough to kill a worker between two epochs.
+# ~0.5 s per epoch on one CPU core: slow enough to kill a worker between two epochs (the
+# test polls every 0.05 s), no slower, as every test below trains several of them.
 SLOW_DATA = """
 [data]
 name = "synthetic"
 channels = 3
 size = 32
-train_size = 2000
+train_size = 800
 test_size = 100
 """
 

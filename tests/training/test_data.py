@@ -105,6 +105,22 @@ def test_digits_are_real_8x8_images() -> None:
     assert data.num_classes == 10 and int(data.train.images.max()) == 255
 
 
+def test_digits_are_scikit_learns_load_digits_image_for_image() -> None:
+    """hpo reads scikit-learn's file itself (no import); load_digits is the reference."""
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    data = load_data(DataConfig(name="digits", val_fraction=0.2), with_test=True)
+    every = torch.cat([data.train.images, data.val.images, data.test.images])
+    labels = torch.cat([data.train.labels, data.val.labels, data.test.labels])
+    expected = torch.from_numpy(np.clip(np.round(bunch.images * (255 / 16)), 0, 255)
+                                .astype(np.uint8)[:, None])
+    index = torch.cat([data.train.index, data.val.index, data.test.index])
+    assert sorted(index.tolist()) == list(range(len(bunch.target)))  # each image once
+    assert torch.equal(every, expected[index])  # image for image, at its source position
+    assert torch.equal(labels, torch.from_numpy(bunch.target)[index])
+
+
 def _write_cifar(root: Path, n_per_batch: int) -> np.ndarray:
     """Writes CIFAR-10 in torchvision's python-pickle layout; returns the test images."""
     base = root / "cifar-10-batches-py"
