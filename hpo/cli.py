@@ -210,14 +210,14 @@ def _replicate(args: argparse.Namespace) -> int:
 def _dashboard(args: argparse.Namespace) -> int:
     from hpo.review._dashboard import serve_dashboard
     from hpo.storage._backends import open_storage, redact, resolve_url
-    from hpo.study._checkpoints import resolve_checkpoint_dir
+    from hpo.study._checkpoints import artifact_folder, resolve_checkpoint_dir
 
     url = resolve_url(args.storage)
     storage = open_storage(url, must_exist=True)
     root = resolve_checkpoint_dir(args.checkpoint_dir, url)
     warning = exposure_warning(args.host, args.port, "optuna-dashboard",
                                "read every study in the storage and its trials' artifacts")
-    serve_dashboard(storage, root / "artifacts", args.host, args.port,
+    serve_dashboard(storage, artifact_folder(root), args.host, args.port,
                     announce=f"[hpo] optuna-dashboard for {redact(url)} on "
                              f"http://{args.host}:{args.port}/"
                              + (f"\n{warning}" if warning else ""))

@@ -121,23 +121,24 @@ def verdict(url: str, name: str, output: str) -> dict[str, int]:
     import optuna
     from optuna.trial import TrialState
 
+    from hpo import record
     from hpo.storage._backends import ORPHAN_REASON, open_storage
 
     trials = optuna.load_study(study_name=name, storage=open_storage(url)).get_trials()
     chains: dict[int, list] = {}
     for t in trials:
-        chains.setdefault(t.system_attrs.get("failed_trial", t.number), []).append(t)
+        chains.setdefault(t.system_attrs.get(record.FAILED_TRIAL, t.number), []).append(t)
     finished = (TrialState.COMPLETE, TrialState.PRUNED)
     lost = sum(
         1 for members in chains.values()
         if not any(t.state in finished for t in members)
-        and not all(t.user_attrs.get("stop_reason") == ORPHAN_REASON for t in members))
+        and not all(t.user_attrs.get(record.STOP_REASON) == ORPHAN_REASON for t in members))
     return {
         "lost_trials": lost,
         "left_running": sum(t.state in (TrialState.RUNNING, TrialState.WAITING)
                             for t in trials),
         "tracebacks": output.count("Traceback"),
-        "resumed": sum(t.user_attrs.get("resumed_from_epoch", 0) > 0 for t in trials),
+        "resumed": sum(t.user_attrs.get(record.RESUMED_FROM_EPOCH, 0) > 0 for t in trials),
         "foreign_resumes": output.count("belongs to another study"),
         "trials": len(trials),
         "complete": sum(t.state == TrialState.COMPLETE for t in trials),

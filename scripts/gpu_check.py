@@ -33,6 +33,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # hpo from this checkout, installed or not (the GPU machine)
 
 LAUNCH_SPEC = """
 [study]
@@ -99,11 +100,13 @@ def check_launch(journal: Path, study: str, want_device: str) -> dict[str, str]:
     import optuna
     from optuna.trial import TrialState
 
+    from hpo import record
+
     storage = optuna.storages.JournalStorage(
         optuna.storages.journal.JournalFileBackend(str(journal)))
     trials = optuna.load_study(study_name=study, storage=storage).get_trials()
     count = {s: sum(t.state == s for t in trials) for s in TrialState}
-    devices = {t.user_attrs.get("device") for t in trials if t.state != TrialState.WAITING}
+    devices = {t.user_attrs.get(record.DEVICE) for t in trials if t.state != TrialState.WAITING}
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     return {
         "launch_trials": str(len(trials)),

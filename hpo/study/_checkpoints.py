@@ -44,10 +44,14 @@ def resolve_checkpoint_dir(given: str | None, storage_url: str) -> Path:
     return Path("hpo-checkpoints")
 
 
+def artifact_folder(root: Path) -> Path:
+    """Where trial artifacts (learning-curve figures) live: ``<checkpoint dir>/artifacts``;
+    ``hpo dashboard`` serves it (or ``optuna-dashboard --artifact-dir`` that folder)."""
+    return root / "artifacts"
+
+
 def artifact_store(root: Path) -> optuna.artifacts.FileSystemArtifactStore:
-    """Trial artifacts (learning-curve figures) under ``<checkpoint dir>/artifacts``; serve them
-    with ``hpo dashboard`` (or ``optuna-dashboard --artifact-dir`` that folder)."""
-    path = root / "artifacts"
+    path = artifact_folder(root)
     path.mkdir(parents=True, exist_ok=True)
     return optuna.artifacts.FileSystemArtifactStore(str(path))
 
