@@ -23,6 +23,7 @@ from __future__ import annotations
 import itertools
 import statistics
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import optuna
@@ -353,7 +354,7 @@ def report_figures(r: Report, e: Evidence) -> list[tuple[str, Any]]:
              figure(r["head_to_head"], r["study"], r["metric"]))]
 
 
-def report_pngs(r: Report, folder: Any) -> None:
+def report_pngs(r: Report, folder: Path) -> None:
     """``expected_best.png``."""
     if r["head_to_head"]:
         png(r["head_to_head"], r["study"], r["metric"], folder / "expected_best.png")
