@@ -1,8 +1,9 @@
-"""The first code a spawned worker process runs: the signal flag, then the heavy imports.
+"""The first code a worker process runs: the signal flag, then the worker.
 
-Kept apart from :mod:`hpo.worker._pool` so that unpickling the process target imports nothing
-slow: the flag is installed within milliseconds of the start, and a SIGTERM that arrives while
-optuna and torch are still being imported ends the worker with exit 0, like any preemption.
+A worker is a fork of the pool's fork server, which installed the flag and imported the heavy
+modules before forking (:mod:`hpo.worker._preload`), so the flag is in place from the worker's
+first instruction and a SIGTERM at any point ends it with exit 0, like any preemption. This
+module imports nothing slow itself, so that unpickling the process target stays cheap.
 """
 
 from __future__ import annotations
@@ -15,10 +16,9 @@ from hpo.worker._plan import WorkerPlan
 
 def worker_main(plan: WorkerPlan) -> None:
     """Target of a worker process: the signal flag first, then the worker."""
-    from hpo.worker._signals import StopFlag
+    from hpo.worker._signals import process_flag
 
-    stop = StopFlag()
-    stop.install()
+    stop = process_flag()
     if plan.gpu is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = plan.gpu  # before anything initializes CUDA
     from hpo.errors import UserError

@@ -45,3 +45,19 @@ class StopFlag:
     def exit_status(self) -> int:
         """0 after SIGTERM (a clean preemption), 130 after SIGINT (Ctrl-C)."""
         return 0 if self.signum == signal.SIGTERM else 130
+
+
+_process_flag: StopFlag | None = None
+
+
+def process_flag() -> StopFlag:
+    """This process's flag, installed on the first call.
+
+    A worker forked from the fork server inherits the server's flag, installed there before any
+    fork: a signal that lands between the fork and the worker's first line is kept, not lost.
+    """
+    global _process_flag
+    if _process_flag is None:
+        _process_flag = StopFlag()
+        _process_flag.install()
+    return _process_flag

@@ -170,6 +170,14 @@ def test_a_study_on_postgresql_with_two_workers(tmp_path: Path, pg_url: str, stu
         optuna.delete_study(study_name=study_name, storage=open_storage(pg_url))
 
 
+def _children(pid: int, pattern: str = "") -> list[int]:
+    import subprocess
+
+    found = subprocess.run(["pgrep", "-P", str(pid), *(["-f", pattern] if pattern else [])],
+                           capture_output=True, text=True).stdout.split()
+    return [int(p) for p in found]
+
+
 def test_a_worker_that_dies_idle_is_reported_as_losing_nothing(tmp_path: Path) -> None:
     """A worker killed before it took a trial: the pool says so, not 'queued to resume'."""
     import os
@@ -181,17 +189,24 @@ def test_a_worker_that_dies_idle_is_reported_as_losing_nothing(tmp_path: Path) -
     from tests.conftest import REPO
 
     spec = write_spec(tmp_path, n_trials=2, epochs=1)
-    pool = subprocess.Popen([sys.executable, "-m", "hpo", "launch", str(spec), "--workers", "2"],
+    journal = tmp_path / "s.journal"
+    assert main(["create", str(spec), "--storage", str(journal)]) == 0
+    # Hold the journal's write lock (Optuna's symlink lock), so no worker can create a trial
+    # until the test lets go: the worker killed below is idle for certain.
+    lock = Path(f"{journal}.lock")
+    lock.symlink_to(journal)
+    pool = subprocess.Popen([sys.executable, "-m", "hpo", "worker", "--study", "tiny",
+                             "--storage", str(journal), "--workers", "2"],
                             cwd=tmp_path, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "PYTHONPATH": str(REPO)})
     workers: list[int] = []
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 60
     while len(workers) < 2 and time.monotonic() < deadline:
-        children = subprocess.run(["pgrep", "-P", str(pool.pid), "-f", "spawn_main"],
-                                  capture_output=True, text=True).stdout.split()
-        workers = [int(pid) for pid in children]
+        # workers are forks of the pool's fork server
+        workers = [w for server in _children(pool.pid, "forkserver") for w in _children(server)]
         time.sleep(0.05)
-    os.kill(workers[0], signal.SIGKILL)  # still importing: it holds no trial
+    os.kill(workers[0], signal.SIGKILL)
+    lock.unlink()
     _, err = pool.communicate(timeout=120)
     assert pool.returncode == 1, err
     died = [line for line in err.splitlines() if "a worker died" in line]
