@@ -12,7 +12,7 @@ from hpo import record
 from hpo.storage._backends import open_storage
 from hpo.study._replicate import enqueue_replicates
 from hpo.training import TrainConfig
-from tests.conftest import run_hpo
+from tests.conftest import hpo_here
 
 DIST = {"adam.lr": FloatDistribution(1e-5, 1e-1, log=True)}
 
@@ -47,7 +47,7 @@ def test_export_never_writes_a_pruned_trial_as_a_result(tmp_path) -> None:
         _trial(1e-3, 0.9), _trial(2e-3, None, TrialState.PRUNED),
         _trial(3e-3, None, TrialState.PRUNED)])
     out = tmp_path / "exports"
-    result = run_hpo("export", "s", "--top", "3", "--storage", url, "--out", str(out),
+    result = hpo_here("export", "s", "--top", "3", "--storage", url, "--out", str(out),
                      cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert sorted(p.name for p in out.iterdir()) == ["s-trial0.yaml"]  # before: three files

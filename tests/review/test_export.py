@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_hpo
+from tests.conftest import hpo_here, run_hpo
 from tests.review.conftest import study_in
 
 
 def test_export_then_train_verify_reproduces_and_catches_an_edit(finished: Path) -> None:
     out = finished / "exports"
-    result = run_hpo("export", "tiny", "--top", "2", "--out", str(out), cwd=finished)
+    result = hpo_here("export", "tiny", "--top", "2", "--out", str(out), cwd=finished)
     assert result.returncode == 0, result.stderr
     best = study_in(finished).best_trial
     path = out / f"tiny-trial{best.number}.yaml"
@@ -27,7 +27,7 @@ def test_export_then_train_verify_reproduces_and_catches_an_edit(finished: Path)
     failed = run_hpo("train", str(edited), "--verify", cwd=finished)
     assert failed.returncode == 1
     assert f"differs from the exported 0.123000 by {abs(best.value - 0.123):.6f}" in failed.stderr
-    json_out = run_hpo("export", "tiny", "--format", "json", "--out", str(out), cwd=finished)
+    json_out = hpo_here("export", "tiny", "--format", "json", "--out", str(out), cwd=finished)
     assert json.loads((out / f"tiny-trial{best.number}.json").read_text())["metric"]["value"] \
         == best.value, json_out.stderr
 
@@ -40,7 +40,7 @@ def test_export_then_train_verify_reproduces_and_catches_an_edit(finished: Path)
 def test_an_edited_export_is_checked_like_a_spec(finished: Path, tmp_path: Path, edit: tuple,
                                                 key: str) -> None:
     out = tmp_path / "exports"
-    assert run_hpo("export", "tiny", "--out", str(out), cwd=finished).returncode == 0
+    assert hpo_here("export", "tiny", "--out", str(out), cwd=finished).returncode == 0
     (path,) = out.glob("*.yaml")
     text = path.read_text()
     assert edit[0] in text

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from tests.conftest import run_hpo
+from tests.conftest import hpo_here
 from tests.review.conftest import study_in
 
 
@@ -17,7 +17,7 @@ def test_replicate_gives_mean_and_ci_per_configuration(replicated: tuple) -> Non
     assert progress and all("/8 finished" in line or "(budget 8)" in line for line in progress)
     assert "4 replicates done" in progress[-1]
     assert all(a != b for a, b in zip(progress, progress[1:], strict=False))
-    report = json.loads(run_hpo("report", "tiny", "--format", "json", cwd=finished).stdout)
+    report = json.loads(hpo_here("report", "tiny", "--format", "json", cwd=finished).stdout)
     configs = report["replicates"]["configs"]
     assert len(configs) == 2 and all(c["n"] == 2 for c in configs)
     assert all(c["val_ci95"] is not None and c["test_mean"] is not None for c in configs)
@@ -34,13 +34,13 @@ def test_replicate_gives_mean_and_ci_per_configuration(replicated: tuple) -> Non
     reps = [t for t in study_in(finished).get_trials() if "replicate_of" in t.user_attrs]
     assert all("test_accuracy" in t.user_attrs for t in reps)
     # hpo status and the report count the same way: replicates apart, states by one name.
-    status = run_hpo("status", cwd=finished).stdout.splitlines()
+    status = hpo_here("status", cwd=finished).stdout.splitlines()
     header = status[0].split()
     row = next(line.split() for line in status if line.startswith("tiny "))
     counts = dict(zip(header[2:9], map(int, row[2:9]), strict=True))
     assert counts == {k: report["n_trials"][k] for k in ("complete", "pruned", "paused",
                                                         "failed", "running", "waiting",
                                                         "replicates")}
-    text = run_hpo("report", "tiny", cwd=finished).stdout
+    text = hpo_here("report", "tiny", cwd=finished).stdout
     assert "True" not in text and "False" not in text  # booleans read yes/no everywhere
     assert {t.user_attrs["config"]["seed"] for t in reps} == {1000, 1001}

@@ -16,14 +16,14 @@ from optuna.trial import TrialState, create_trial
 
 from hpo.review.sections._compute import compute
 from hpo.storage._backends import open_storage
-from tests.conftest import REPO, run_hpo
+from tests.conftest import REPO, hpo_here, run_hpo
 from tests.review.conftest import ARTIFACTS, CHROMIUM_FLAGS, SCHEMA, study_in
 
 
 def test_reports_in_every_format(finished: Path) -> None:
     for fmt in ("text", "markdown", "json", "html"):
         out = finished / f"report.{fmt}"
-        result = run_hpo("report", "tiny", "--format", fmt, "--out", str(out), cwd=finished)
+        result = hpo_here("report", "tiny", "--format", fmt, "--out", str(out), cwd=finished)
         assert result.returncode == 0, result.stderr
         assert out.stat().st_size > 0
     report = json.loads((finished / "report.json").read_text())
@@ -68,7 +68,7 @@ def test_plain_optuna_names_the_same_best_trial(finished: Path) -> None:
          "--storage", "hpo.journal", "-f", "json"], cwd=finished, capture_output=True,
         text=True, timeout=120)
     assert result.returncode == 0, result.stderr
-    ours = json.loads(run_hpo("report", "tiny", "--format", "json", cwd=finished).stdout)
+    ours = json.loads(hpo_here("report", "tiny", "--format", "json", cwd=finished).stdout)
     assert json.loads(result.stdout)["number"] == ours["best"]["trial_number"]
 
 def test_pruning_savings_equal_a_hand_count() -> None:
@@ -146,14 +146,14 @@ def test_the_degradation_study_reports_gradient_flow_per_cell(tmp_path: Path) ->
         assert g["stages"] == ["stem", "stage1", "stage2", "stage3", "classifier"]
         assert g["ratio"][0] == pytest.approx(g["grad_norm"][0][0] / g["grad_norm"][0][3],
                                               rel=2e-3)
-    report = json.loads(run_hpo("report", "degradation", "--format", "json",
+    report = json.loads(hpo_here("report", "degradation", "--format", "json",
                                 cwd=tmp_path).stdout)
     jsonschema.validate(report, SCHEMA)
     cells = {(g["optimizer"], g["model"], g["residual"]) for g in
              report["gradient_flow"]["groups"]}
     assert cells == {(o, m, r) for o in ("adam", "sgd") for m in ("resnet20", "resnet56")
                      for r in (True, False)}
-    text = run_hpo("report", "degradation", cwd=tmp_path).stdout
+    text = hpo_here("report", "degradation", cwd=tmp_path).stdout
     assert "Gradient flow (8 trials measured" in text and "sgd resnet56 plain" in text
 
 

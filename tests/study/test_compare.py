@@ -14,7 +14,7 @@ from optuna.trial import TrialState
 
 from hpo import record
 from hpo.storage._backends import open_storage
-from tests.conftest import REPO, run_hpo, write_spec
+from tests.conftest import REPO, hpo_here, run_hpo, write_spec
 
 LEVELS = ["sgd", "adam", "rmsprop"]
 SEARCH = f"""
@@ -71,7 +71,7 @@ def test_every_level_gets_the_same_budget_and_its_finalists(backend: str, tmp_pa
     assert all(record.TEST_ACCURACY in t.user_attrs for t in finalists)
     assert not [t for t in searched if record.TEST_ACCURACY in t.user_attrs]
 
-    report = run_hpo("report", study_name, "--storage", url, "--format", "json", cwd=tmp_path)
+    report = hpo_here("report", study_name, "--storage", url, "--format", "json", cwd=tmp_path)
     assert report.returncode == 0, report.stderr
     document = json.loads(report.stdout)
     jsonschema.validate(document, json.loads(
@@ -83,7 +83,7 @@ def test_every_level_gets_the_same_budget_and_its_finalists(backend: str, tmp_pa
     assert [x["n"] for x in h2h["levels"][0]["expected_best"]] == [1, 2, 3]
     with_finalists = [r for r in h2h["levels"] if r["finalist"]]
     assert len(h2h["pairs"]) == len(with_finalists) * (len(with_finalists) - 1) // 2
-    text = run_hpo("report", study_name, "--storage", url, cwd=tmp_path).stdout
+    text = hpo_here("report", study_name, "--storage", url, cwd=tmp_path).stdout
     assert text.startswith("Verdict: Head-to-head on optimizer, 3 trials per level, best of "
                            "each retrained with 2 seeds (test accuracy): ")
 

@@ -9,7 +9,7 @@ import optuna
 import pytest
 
 from hpo.storage._backends import open_storage
-from tests.conftest import run_hpo, write_spec
+from tests.conftest import hpo_here, run_hpo, write_spec
 from tests.training.test_data import _imagefolder
 
 
@@ -53,7 +53,7 @@ def test_a_worker_whose_machine_lacks_the_data_refuses_before_any_trial(tmp_path
     _imagefolder(root, with_test_folder=False)
     journal = tmp_path / "s.journal"
     spec = _spec(tmp_path, f'[data]\nname = "imagefolder"\nroot = "{root}"\nimage_size = 8\n')
-    created = run_hpo("create", str(spec), "--storage", str(journal), cwd=tmp_path)
+    created = hpo_here("create", str(spec), "--storage", str(journal), cwd=tmp_path)
     assert created.returncode == 0, created.stderr[-2000:]
     shutil.rmtree(root)
     result = run_hpo("worker", "--study", "tiny", "--storage", str(journal), cwd=tmp_path)

@@ -25,7 +25,7 @@ from hpo.storage._backends import (
     open_storage,
 )
 from hpo.study._checkpoints import study_folder
-from tests.conftest import REPO, OwnPostgres, run_hpo, write_spec
+from tests.conftest import REPO, OwnPostgres, hpo_here, run_hpo, write_spec
 
 FIXED = """
 optimizer = "nesterov"
@@ -55,7 +55,7 @@ def _slow_spec(tmp: Path, epochs: int = 4, n_trials: int = 1, search: str = FIXE
 
 
 def _create(tmp: Path, spec: Path, url: str, name: str) -> None:
-    result = run_hpo("create", str(spec), "--storage", url, "--study-name", name, cwd=tmp)
+    result = hpo_here("create", str(spec), "--storage", url, "--study-name", name, cwd=tmp)
     assert result.returncode == 0, result.stderr
 
 
@@ -450,11 +450,11 @@ def test_status_lists_studies_and_running_trials(tmp_path, pg_study) -> None:
     worker = _popen_worker(tmp_path, url, name)
     try:
         _wait_for_epochs(url, name, 1)
-        result = run_hpo("status", "--storage", url, "--study", name, cwd=tmp_path)
+        result = hpo_here("status", "--storage", url, "--study", name, cwd=tmp_path)
         assert result.returncode == 0, result.stderr
         assert "1 running" in result.stdout and "last heartbeat" in result.stdout
         assert " s ago" in result.stdout and "cpu" in result.stdout
-        listing = run_hpo("status", "--storage", url, cwd=tmp_path).stdout
+        listing = hpo_here("status", "--storage", url, cwd=tmp_path).stdout
         assert name in listing and "hpo spec" in listing
     finally:
         os.killpg(worker.pid, signal.SIGTERM)

@@ -20,7 +20,7 @@ from hpo.storage._backends import open_storage
 from hpo.storage._lineage import continue_chain
 from hpo.study._promotion import AshaPruner, in_top, promote_due, rung_epochs
 from hpo.training import TrainConfig, load_data, train
-from tests.conftest import REPO, run_hpo, write_spec
+from tests.conftest import REPO, hpo_here, run_hpo, write_spec
 
 # One optimizer and schedule; only the learning rate is searched, so the test can enqueue a
 # good, a middling and two hopeless rates and know how rung 1 ranks them.
@@ -90,7 +90,7 @@ def _asha_spec(tmp: Path, n_trials: int, epochs: int) -> Path:
 
 
 def _create_with_queue(tmp: Path, url: str, spec: Path, name: str = "tiny") -> optuna.Study:
-    result = run_hpo("create", str(spec), "--storage", url, "--study-name", name, cwd=tmp)
+    result = hpo_here("create", str(spec), "--storage", url, "--study-name", name, cwd=tmp)
     assert result.returncode == 0, result.stderr
     study = optuna.load_study(study_name=name, storage=open_storage(url))
     for lr in ENQUEUED:
@@ -117,7 +117,7 @@ def test_a_promoted_trial_resumes_and_ends_exactly_as_an_uninterrupted_run(tmp_p
     assert final.value == reference.history[-1].val_accuracy  # bit for bit on the CPU
     assert final.intermediate_values == {m.epoch: m.val_accuracy for m in reference.history}
     # the lineage is one configuration: counted once, each epoch once
-    report = run_hpo("report", "tiny", "--storage", url, "--format", "json", cwd=tmp_path)
+    report = hpo_here("report", "tiny", "--storage", url, "--format", "json", cwd=tmp_path)
     assert report.returncode == 0, report.stderr
     import json
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import optuna
 
 from hpo.storage._backends import open_storage
-from tests.conftest import run_hpo, write_spec
+from tests.conftest import hpo_here, run_hpo, write_spec
 
 
 def test_a_damaged_journal_is_named_and_repair_recovers_the_rest(tmp_path) -> None:
@@ -37,5 +37,5 @@ def test_a_damaged_journal_is_named_and_repair_recovers_the_rest(tmp_path) -> No
     intact = sum(a.params == b.params and a.state == b.state for a, b in
                  zip(after, before, strict=True))
     assert intact >= len(before) - 1  # at most the trial whose record was torn differs
-    status = run_hpo("status", "--storage", str(journal), cwd=tmp_path)
+    status = hpo_here("status", "--storage", str(journal), cwd=tmp_path)
     assert status.returncode == 0 and "tiny" in status.stdout

@@ -20,7 +20,7 @@ from optuna.trial import TrialState
 
 from hpo import record
 from hpo.storage._backends import open_storage
-from tests.conftest import REPO, run_hpo
+from tests.conftest import REPO, hpo_here
 
 SBATCH = REPO / "scripts" / "slurm" / "hpo-worker.sbatch"
 SPEC = """
@@ -140,7 +140,7 @@ def test_the_sbatch_script_runs_a_study_through_cancellation_and_time_limit(
         slurm: dict[str, str], tmp_path: Path, pg_url: str, study_name: str) -> None:
     spec = tmp_path / "slurm.toml"
     spec.write_text(SPEC)
-    created = run_hpo("create", str(spec), "--storage", pg_url, "--study-name", study_name,
+    created = hpo_here("create", str(spec), "--storage", pg_url, "--study-name", study_name,
                       cwd=tmp_path)
     assert created.returncode == 0, created.stderr
     secret = tmp_path / "storage"

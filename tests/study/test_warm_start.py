@@ -9,7 +9,7 @@ from optuna.trial import TrialState
 
 from hpo import record
 from hpo.storage._backends import open_storage
-from tests.conftest import DEFAULT_SEARCH, run_hpo, write_spec
+from tests.conftest import DEFAULT_SEARCH, hpo_here, run_hpo, write_spec
 
 NARROW = """
 optimizer = "sgd"
@@ -72,7 +72,7 @@ def test_a_warm_started_study_holds_the_earlier_trials_and_its_sampler_models_th
 
     empty = optuna.create_study(direction="maximize")
     assert first_proposal(study) != first_proposal(empty)
-    report = run_hpo("report", "second", "--storage", url, "--format", "json", cwd=tmp_path)
+    report = hpo_here("report", "second", "--storage", url, "--format", "json", cwd=tmp_path)
     assert report.returncode == 0, report.stderr
     assert '"warm_start": {\n    "first": ' + str(len(finished)) in report.stdout
 
