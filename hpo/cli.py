@@ -60,13 +60,14 @@ def _launch(args: argparse.Namespace) -> int:
 
 
 def _worker(args: argparse.Namespace) -> int:
-    from hpo.storage._backends import open_storage, resolve_url
+    from hpo.storage._backends import open_storage, release, resolve_url
     from hpo.study._spec import load_spec_from_study
     from hpo.worker._launch import check_budget, check_data_of
     from hpo.worker._pool import run_pool
 
     url = resolve_url(args.storage)
-    _, spec = load_spec_from_study(open_storage(url), url, args.study)
+    _, spec = load_spec_from_study(storage := open_storage(url), url, args.study)
+    release(storage)  # the pool opens its own
     check_budget(spec, args.n_trials)
     check_data_of(spec)
     slots = _slots(args, dict(spec.raw))
@@ -154,10 +155,8 @@ def _compare(args: argparse.Namespace) -> int:
     from hpo.review._report import build_report
     from hpo.storage._backends import redact
 
-    reports = []
-    for name in args.studies:
-        study, url = _open_study(args, name)
-        reports.append(build_report(study, redact(url)))
+    opened = [_open_study(args, name) for name in args.studies]
+    reports = [build_report(study, redact(url)) for study, url in opened]
     if args.format == "json":
         tables = [{"title": t, "headers": h, "rows": r} for t, h, r in compare_tables(reports)]
         _write(json.dumps(tables, indent=2) + "\n", args.out)

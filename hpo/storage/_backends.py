@@ -289,6 +289,15 @@ def open_storage(url: str, liveness: Liveness | None = None, *, must_exist: bool
         raise UserError(f"storage {shown}: cannot open: {message}") from None
 
 
+def release(storage: optuna.storages.BaseStorage) -> None:
+    """Closes a database storage's pooled connections (a later call opens one again); other
+    storages hold none. A process that opens a second storage (the workers' one with
+    heartbeats, the pool's own) releases the first, so that it holds at most
+    :data:`CONNECTIONS_PER_PROCESS` connections while its workers run."""
+    if isinstance(storage, optuna.storages.RDBStorage):
+        storage.engine.dispose()
+
+
 def damaged_line(path: Path) -> str:
     """Where a journal file stops being a journal: its first line that is not a JSON object."""
     with open(path, "rb") as f:

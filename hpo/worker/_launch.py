@@ -16,7 +16,7 @@ import optuna
 
 from hpo import record
 from hpo.errors import UserError
-from hpo.storage._backends import open_storage, redact
+from hpo.storage._backends import open_storage, redact, release
 from hpo.study._compare import enqueue_slots
 from hpo.study._spec import StudySpec
 from hpo.study._warm import warm_sources, warm_start
@@ -115,6 +115,7 @@ def launch(
     # trials and queued head-to-head slots are not training).
     fresh = all(record.is_warm(t) or t.state == optuna.trial.TrialState.WAITING
                 for t in study.get_trials(deepcopy=False))
+    release(study._storage)  # noqa: SLF001  (the pool opens its own; this one reopens after)
     budget = n_trials or spec.n_trials
     where = ", ".join(sorted({f"GPU {s.gpu}" if s.gpu else "CPU" for s in slots}))
     print(f"[hpo] study {study_name!r} in {redact(storage_url)}: {budget} trials, "

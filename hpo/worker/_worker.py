@@ -22,7 +22,12 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from hpo import record
-from hpo.storage._backends import ResilientRDBStorage, heartbeat_enabled, open_storage
+from hpo.storage._backends import (
+    ResilientRDBStorage,
+    heartbeat_enabled,
+    open_storage,
+    release,
+)
 from hpo.storage._ownership import TrialLocks, requeue_unowned
 from hpo.study._checkpoints import CheckpointStore, artifact_store
 from hpo.study._compare import (
@@ -111,14 +116,13 @@ def run_worker(plan: WorkerPlan, stop_flag: StopFlag | None = None) -> int:
         torch.set_num_threads(plan.threads)
     plain = open_storage(plan.storage_url)
     created, spec = load_spec_from_study(plain, plan.storage_url, plan.study_name)
-    if isinstance(plain, optuna.storages.RDBStorage):
-        plain.engine.dispose()  # reopened below with heartbeats; keep the connection count low
+    uid = created.user_attrs.get(record.STUDY_UID)
+    release(plain)  # reopened below with heartbeats; nothing reads through it again
     seed = sampler_seed(spec.seed, plan.seeded, shared=SAMPLERS[spec.sampler].shared_seed)
     worker = _Worker(spec, open_storage(plan.storage_url, spec.liveness), plan.study_name,
                      stop_flag, seed)
     if plan.checkpoint_dir is not None:
-        worker.keep_checkpoints(Path(plan.checkpoint_dir),
-                                created.user_attrs.get(record.STUDY_UID))
+        worker.keep_checkpoints(Path(plan.checkpoint_dir), uid)
     return worker.run(plan.n_trials or spec.n_trials, plan.timeout)
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import signal
 import subprocess
@@ -20,7 +19,6 @@ from hpo.storage._backends import (
     CLAIMED_ORPHAN_REASON,
     CONNECTIONS_PER_PROCESS,
     ORPHAN_REASON,
-    Liveness,
     driver_url,
     open_storage,
 )
@@ -384,20 +382,6 @@ def test_a_trial_whose_creation_reply_was_lost_is_failed_not_waited_for(tmp_path
     assert [t.state for t in trials if t._trial_id != orphan] == [TrialState.COMPLETE]
 
 
-def _fake_worker(url: str, name: str, n_trials: int) -> None:
-    storage = open_storage(url, Liveness(heartbeat_interval=1, grace_period=5, max_retry=1))
-    study = optuna.load_study(study_name=name, storage=storage)
-
-    def objective(trial: optuna.Trial) -> float:
-        x = trial.suggest_float("x", -1, 1)
-        for step in range(3):
-            trial.report(x * step, step)
-            time.sleep(0.1)
-        return x * x
-
-    study.optimize(objective, n_trials=n_trials)
-
-
 def _connections(engine: sqlalchemy.engine.Engine) -> int:
     with engine.connect() as conn:
         return conn.execute(sqlalchemy.text(
@@ -405,24 +389,25 @@ def _connections(engine: sqlalchemy.engine.Engine) -> int:
         )).scalar()
 
 
-def test_32_workers_stay_within_the_documented_connection_count(own_pg: OwnPostgres,
-                                                                 study_name: str) -> None:
-    """On a server of its own, so that no other test's connections are counted."""
-    url, name = own_pg.url, study_name
-    optuna.create_study(study_name=name, storage=open_storage(url))
+def test_real_workers_stay_within_the_documented_connection_count(tmp_path, own_pg: OwnPostgres,
+                                                                   study_name: str) -> None:
+    """``hpo worker --workers 8`` with heartbeats: its own processes (the parent, the fork
+    server, 8 workers) hold at most 2 connections each, the fork server none. On a server of
+    its own, so that no other test's connections are counted."""
+    url, name, n = own_pg.url, study_name, 8
+    spec = write_spec(tmp_path, n_trials=2 * n, epochs=1)
+    spec.write_text(spec.read_text().replace("[study]\n", "[study]\nheartbeat_interval = 1\n"))
+    _create(tmp_path, spec, url, name)
     engine = sqlalchemy.create_engine(driver_url(url), poolclass=sqlalchemy.pool.NullPool)
     baseline = _connections(engine)
-    ctx = multiprocessing.get_context("spawn")
-    procs = [ctx.Process(target=_fake_worker, args=(url, name, 4)) for _ in range(32)]
-    for p in procs:
-        p.start()
-    peak = 0
-    while any(p.is_alive() for p in procs):
+    worker, peak = _popen_worker(tmp_path, url, name, "--workers", str(n)), 0
+    while worker.poll() is None:
         peak = max(peak, _connections(engine) - baseline)
-        time.sleep(0.1)
-    assert all(p.exitcode == 0 for p in procs)
-    assert len(_study(url, name).get_trials(states=(TrialState.COMPLETE,))) == 128
-    assert 0 < peak <= 32 * CONNECTIONS_PER_PROCESS  # documented: 2 per worker process
+        time.sleep(0.05)
+    assert worker.returncode == 0, worker.stderr.read()[-3000:]
+    assert len(_study(url, name).get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED))
+               ) >= 2 * n
+    assert n < peak <= n * CONNECTIONS_PER_PROCESS + 2  # documented: 2N + 2
 
 
 def test_workers_through_the_grpc_proxy(tmp_path, pg_study) -> None:
