@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import statistics
+import warnings
 from collections.abc import Sequence
 
 ALPHA = 0.05
@@ -44,7 +45,11 @@ def welch(a: Sequence[float], b: Sequence[float]) -> tuple[float, float | None, 
     diff = statistics.fmean(a) - statistics.fmean(b)
     if len(a) < 2 or len(b) < 2:
         return diff, None, 1.0
-    result = stats.ttest_ind(a, b, equal_var=False)
+    with warnings.catch_warnings():
+        # nearly identical samples: scipy warns on the user's terminal; the NaN or p-value
+        # that follows is handled below
+        warnings.filterwarnings("ignore", "Precision loss occurred", RuntimeWarning)
+        result = stats.ttest_ind(a, b, equal_var=False)
     if not math.isfinite(result.pvalue):
         return diff, None, 1.0
     low, high = result.confidence_interval(0.95)
