@@ -188,14 +188,15 @@ def _train(args: argparse.Namespace) -> int:
 def _replicate(args: argparse.Namespace) -> int:
     from hpo.review._render import to_text
     from hpo.review._report import build_report
-    from hpo.storage._backends import open_storage, redact, resolve_url
+    from hpo.storage._backends import open_storage, redact, release, resolve_url
     from hpo.study._replicate import enqueue_replicates
     from hpo.study._spec import load_spec_from_study
     from hpo.worker._pool import run_pool
 
     url = resolve_url(args.storage)
-    study, spec = load_spec_from_study(open_storage(url), url, args.study)
+    study, spec = load_spec_from_study(storage := open_storage(url), url, args.study)
     queued = enqueue_replicates(study, args.top, args.seeds, spec.base.seed)
+    release(storage)  # the pool opens its own; the report below reopens it
     print(f"[hpo] {queued} replicate trial(s) queued", file=sys.stderr)
     slots = _slots(args, dict(spec.raw))
     # The budget is met already: the workers run the queued replicates and stop.
