@@ -235,19 +235,26 @@ def every_trial_failed(study: optuna.Study) -> bool:
 
 
 def _stop(procs: list[multiprocessing.process.BaseProcess]) -> None:
-    """SIGTERM to each worker still alive, up to 30 s to checkpoint, then SIGKILL."""
-    for p in procs:
-        if p.is_alive() and p.pid:
+    """SIGTERM to each worker still alive, again every second, up to 30 s to checkpoint, then
+    SIGKILL.
+
+    Again, because CPython drops the signals that reach a forked child before it has finished
+    forking (``PyOS_AfterFork_Child`` clears them): a worker forked just as the pool was told
+    to stop would otherwise train on, unaware, until killed. The flag makes a repeat harmless.
+    """
+    deadline = time.monotonic() + 30
+    while (alive := [p for p in procs if p.is_alive() and p.pid]) and \
+            (left := deadline - time.monotonic()) > 0:
+        for p in alive:
             try:
-                os.kill(p.pid, signal.SIGTERM)
+                os.kill(p.pid, signal.SIGTERM)  # type: ignore[arg-type]
             except ProcessLookupError:
                 pass
-    deadline = time.monotonic() + 30
+        multiprocessing.connection.wait([p.sentinel for p in alive], min(1.0, left))
     for p in procs:
-        p.join(max(0.0, deadline - time.monotonic()))
         if p.is_alive():
             p.kill()
-            p.join()
+        p.join()
 
 
 def _requeue_orphans(study: optuna.Study, pids: set[int], liveness: Liveness

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import multiprocessing
+import multiprocessing.synchronize
 import os
 import signal
 import subprocess
@@ -180,12 +182,6 @@ def _children(pid: int, pattern: str = "") -> list[int]:
 
 def test_a_worker_that_dies_idle_is_reported_as_losing_nothing(tmp_path: Path) -> None:
     """A worker killed before it took a trial: the pool says so, not 'queued to resume'."""
-    import os
-    import signal
-    import subprocess
-    import sys
-    import time
-
     from tests.conftest import REPO
 
     spec = write_spec(tmp_path, n_trials=2, epochs=1)
@@ -212,6 +208,31 @@ def test_a_worker_that_dies_idle_is_reported_as_losing_nothing(tmp_path: Path) -
     died = [line for line in err.splitlines() if "a worker died" in line]
     assert len(died) == 1 and "it was running no trial, so nothing was lost" in died[0], err
     assert "queued to resume" not in died[0]
+
+
+def _misses_its_first_sigterm(ready: multiprocessing.synchronize.Event) -> None:
+    """A worker whose first SIGTERM was lost, as CPython drops one that lands while the child
+    is still forking: it stops (exit 0) on the next one."""
+    received: list[int] = []
+    signal.signal(signal.SIGTERM, lambda signum, frame: received.append(signum))
+    ready.set()
+    while len(received) < 2:
+        time.sleep(0.01)
+
+
+def test_stopping_repeats_sigterm_until_a_worker_that_missed_it_stops() -> None:
+    """The pool's stop says it again: a worker forked just as the pool was told to stop lost
+    the first signal and trained on until SIGKILL 30 s later (exit -9, the pool's exit 1: seen
+    under Slurm when the time limit's warning reached a pool that was starting its worker)."""
+    from hpo.worker._pool import _stop
+
+    ctx = multiprocessing.get_context("fork")
+    ready = ctx.Event()
+    worker = ctx.Process(target=_misses_its_first_sigterm, args=(ready,))
+    worker.start()
+    assert ready.wait(30)
+    _stop([worker])
+    assert worker.exitcode == 0
 
 
 def _sampled_params(storage: str, name: str = "tiny") -> list[tuple]:
