@@ -126,7 +126,9 @@ class _Augmented(torch.utils.data.Dataset):
         if self.seed is None:
             return self.transform(self.images[i]), self.labels[i]
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed((self.seed + i) % 2**63)
+            # the CPU generator only: torch.manual_seed also seeds CUDA's, which on a machine
+            # whose CUDA has not started records a stack trace per call (65 % of an epoch)
+            torch.default_generator.manual_seed((self.seed + i) % 2**63)
             return self.transform(self.images[i]), self.labels[i]
 
 
