@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import glob
 import io
 import os
@@ -95,6 +96,17 @@ def hpo_here(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     finally:
         os.chdir(before)
     return subprocess.CompletedProcess(["hpo", *args], code, out.getvalue(), err.getvalue())
+
+
+@functools.cache
+def storage_at(url: str):
+    """One storage per URL for this test process. Tests poll a study many times a second while
+    workers run: through one storage a poll costs about 3 ms of CPU, through a new one (an
+    engine, a connection, Optuna's schema check) about 60 ms, which the 2-core machine's other
+    test process would otherwise lose to the polling."""
+    from hpo.storage._backends import open_storage
+
+    return open_storage(url)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -23,7 +23,7 @@ from hpo.storage._backends import (
     open_storage,
 )
 from hpo.study._checkpoints import study_folder
-from tests.conftest import REPO, OwnPostgres, hpo_here, run_hpo, write_spec
+from tests.conftest import REPO, OwnPostgres, hpo_here, run_hpo, storage_at, write_spec
 
 FIXED = """
 optimizer = "nesterov"
@@ -58,7 +58,7 @@ def _create(tmp: Path, spec: Path, url: str, name: str) -> None:
 
 
 def _study(url: str, name: str) -> optuna.Study:
-    return optuna.load_study(study_name=name, storage=open_storage(url))
+    return optuna.load_study(study_name=name, storage=storage_at(url))
 
 
 def _checkpoints(root: Path, url: str, name: str) -> Path:

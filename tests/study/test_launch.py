@@ -19,13 +19,13 @@ from hpo.cli import main
 from hpo.record import STUDY_UID
 from hpo.storage._backends import open_storage
 from hpo.study._checkpoints import study_folder
-from tests.conftest import write_spec
+from tests.conftest import storage_at, write_spec
 
 RECORDED = {"config", "epochs_run", "wall_time_s", "device", "host", "stop_reason", "curve"}
 
 
 def _study(storage: str, name: str = "tiny") -> optuna.Study:
-    return optuna.load_study(study_name=name, storage=open_storage(storage))
+    return optuna.load_study(study_name=name, storage=storage_at(storage))
 
 
 def test_two_workers_finish_the_budget_and_record_everything(tmp_path: Path, capsys) -> None:

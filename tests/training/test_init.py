@@ -101,9 +101,10 @@ def test_zero_init_residual_on_preact_zeroes_the_last_conv_of_each_branch() -> N
     assert torch.equal(block(x), x)
 
 
-# Every model the table knows, at an input size it accepts.
+# Every model the table knows, at an input size it accepts (torchvision's ImageNet models reach
+# layer4 at 1x1 from 32x32: enough for the loss at step 0, at an eighth of 64x64's cost).
 MODEL_INPUTS = {"resnet8": 8, "resnet20": 32, "resnet56": 32, "preact_resnet18": 32,
-                "resnet18": 64, "resnet34": 64, "resnet50": 64}
+                "resnet18": 32, "resnet34": 32, "resnet50": 32}
 
 
 def test_every_model_is_tested() -> None:
@@ -123,7 +124,7 @@ def test_first_loss_is_that_of_a_uniform_guess(name: str, scheme: str) -> None:
         torch.manual_seed(1)
         model = build_model(ModelConfig(name), 3, 10)
         apply_init(model, scheme, zero)
-        x, y = torch.randn(32, 3, size, size), torch.randint(0, 10, (32,))
+        x, y = torch.randn(16, 3, size, size), torch.randint(0, 10, (16,))
         with torch.no_grad():
             loss = nn.functional.cross_entropy(model.train()(x), y).item()
         assert abs(loss / math.log(10) - 1) < 0.25, (zero, loss)
