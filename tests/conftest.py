@@ -19,6 +19,11 @@ from pathlib import Path
 
 import pytest
 
+# Two test processes share the 2-core machine, and each runs workers or trains in-process: one
+# OpenMP thread each, or their threads spin against each other (2.4x the CPU per epoch). Set
+# before torch starts here, inherited by every command a test runs; the workers honour it.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 REPO = Path(__file__).resolve().parents[1]
 PG_URL = os.environ.get("HPO_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 
@@ -78,10 +83,13 @@ def run_hpo(*args: str, cwd: Path, timeout: float = 300, env: dict | None = None
 
 
 def hpo_here(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    """Runs :func:`hpo.cli.main` in this process, for the quick commands (create, report,
-    export, status, compare): the command line's own code, without a new interpreter's start-up
-    (about 2 s of CPU each). Commands that run workers, and tests of the process itself (its
-    exit status on bad input, its signals, its logs), use :func:`run_hpo`."""
+    """Runs :func:`hpo.cli.main` in this process: the command line's own code, without a new
+    interpreter's start-up (about 3 s of CPU with torch). Commands that run workers (launch,
+    worker, replicate) share this test process's fork server, started by the first of them with
+    torch and optuna imported once (about 4 s of CPU a command otherwise); their workers' own
+    messages are not captured, and their paths travel absolute. Tests of the process itself
+    (its exit status, signals and logs, its workers' messages, its environment) and runs that a
+    test kills use :func:`run_hpo` or a process of their own."""
     from hpo.cli import main
 
     out, err = io.StringIO(), io.StringIO()

@@ -13,16 +13,24 @@ from hpo.review._format import text_table
 
 
 def studies_table(storage: optuna.storages.BaseStorage) -> str:
-    """One line per study: trials by state and the best value."""
+    """One line per study: trials by state and the best value.
+
+    Each study's trials are read once. A study that another client of the storage deletes
+    while the table is built is left out: it is gone, which is no error of this command
+    (``optuna.get_all_study_summaries`` raised KeyError for it).
+    """
     rows = [["study", "direction", *record.STATE_NAMES, "replicates", "best", "hpo spec"]]
-    for summary in optuna.get_all_study_summaries(storage, include_best_trial=True):
-        study = optuna.load_study(study_name=summary.study_name, storage=storage)
-        own, replicates = record.split_replicates(study.get_trials(deepcopy=False))
+    for frozen in storage.get_all_studies():
+        try:
+            study = optuna.load_study(study_name=frozen.study_name, storage=storage)
+            own, replicates = record.split_replicates(study.get_trials(deepcopy=False))
+        except KeyError:
+            continue
         best = record.leaders(study, own)
-        rows.append([summary.study_name, summary.direction.name.lower(),
+        rows.append([frozen.study_name, "/".join(d.name.lower() for d in frozen.directions),
                      *(str(n) for n in record.count_states(own).values()), str(replicates),
                      "-" if not best else f"{best[0].value:.4f}",
-                     "yes" if record.SPEC in summary.user_attrs else "no"])
+                     "yes" if record.SPEC in frozen.user_attrs else "no"])
     if len(rows) == 1:
         return "(no study in this storage)"
     return text_table(rows[0], rows[1:])

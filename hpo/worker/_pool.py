@@ -147,10 +147,14 @@ def run_pool(
     # milliseconds instead of importing torch and optuna again (about 5 s of CPU a worker).
     ctx.set_forkserver_preload(["hpo.worker._preload"])
     threads = default_threads(len(slots))
+    # Paths in the plan are absolute: a worker runs in its fork server's working directory,
+    # which is this process's only if this process started the server.
+    where = storage_url if "://" in storage_url else os.path.abspath(storage_url)
+    folder = str(checkpoint_dir.absolute()) if checkpoint_dir else None
     procs = [
         ctx.Process(target=worker_main, name=f"hpo-worker-{s.index}", args=(WorkerPlan(
-            storage_url, study_name, str(checkpoint_dir) if checkpoint_dir else None,
-            n_trials, timeout, seeded and s.index == 0, threads, s.index, s.gpu),))
+            where, study_name, folder, n_trials, timeout, seeded and s.index == 0, threads,
+            s.index, s.gpu),))
         for s in slots
     ]
     # A signal only sets a flag, so that it never lands inside a storage read or write here.

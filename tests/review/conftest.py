@@ -13,7 +13,7 @@ import optuna
 import pytest
 
 from hpo.storage._backends import open_storage
-from tests.conftest import REPO, run_hpo, write_spec
+from tests.conftest import REPO, hpo_here, write_spec
 
 # Screenshots to look at, kept outside the working tree.
 ARTIFACTS = Path(os.environ.get("HPO_TEST_ARTIFACTS", "/tmp/hpo-test-artifacts"))
@@ -29,7 +29,7 @@ def finished(tmp_path_factory) -> Path:
     """A directory holding hpo.journal with a finished 8-trial study named 'tiny'."""
     d = tmp_path_factory.mktemp("study")
     spec = write_spec(d, n_trials=8, epochs=3)
-    result = run_hpo("launch", str(spec), "--workers", "2", cwd=d)
+    result = hpo_here("launch", str(spec), "--workers", "2", cwd=d)
     assert result.returncode == 0, result.stderr[-2000:]
     return d
 
@@ -40,7 +40,7 @@ def replicated(finished: Path, tmp_path_factory) -> tuple[Path, subprocess.Compl
     (a copy, so that the other tests read the study as its search left it)."""
     d = tmp_path_factory.mktemp("replicated") / "study"
     shutil.copytree(finished, d)
-    return d, run_hpo("replicate", "tiny", "--top", "2", "--seeds", "2", cwd=d)
+    return d, hpo_here("replicate", "tiny", "--top", "2", "--seeds", "2", cwd=d)
 
 
 def study_in(d: Path, name: str = "tiny") -> optuna.Study:

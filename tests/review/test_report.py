@@ -135,7 +135,7 @@ def test_the_degradation_study_reports_gradient_flow_per_cell(tmp_path: Path) ->
     spec = (REPO / "studies" / "degradation.toml").read_text().replace("epochs = 15",
                                                                        "epochs = 1")
     (tmp_path / "degradation.toml").write_text(spec)
-    result = run_hpo("launch", "degradation.toml", "--workers", "2", cwd=tmp_path, timeout=600)
+    result = hpo_here("launch", "degradation.toml", "--workers", "2", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     every = study_in(tmp_path, "degradation").get_trials()
     # two workers may each ask once more than the grid holds: those repeats are not trained

@@ -20,7 +20,7 @@ from hpo.storage._backends import open_storage
 from hpo.storage._lineage import continue_chain
 from hpo.study._promotion import AshaPruner, in_top, promote_due, rung_epochs
 from hpo.training import TrainConfig, load_data, train
-from tests.conftest import REPO, hpo_here, run_hpo, write_spec
+from tests.conftest import REPO, hpo_here, write_spec
 
 # One optimizer and schedule; only the learning rate is searched, so the test can enqueue a
 # good, a middling and two hopeless rates and know how rung 1 ranks them.
@@ -102,7 +102,7 @@ def test_a_promoted_trial_resumes_and_ends_exactly_as_an_uninterrupted_run(tmp_p
     url = str(tmp_path / "s.journal")
     # rungs: epoch 1 only, so a promoted trial trains on to the end
     study = _create_with_queue(tmp_path, url, _asha_spec(tmp_path, n_trials=6, epochs=2))
-    result = run_hpo("worker", "--study", "tiny", "--storage", url, cwd=tmp_path)
+    result = hpo_here("worker", "--study", "tiny", "--storage", url, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     assert " paused, " in result.stderr.splitlines()[-1]  # the progress line says so
     trials = study.get_trials()
@@ -152,8 +152,8 @@ def _kill_during_promotion(tmp: Path, url: str, name: str) -> None:
         raise AssertionError("no promotion ran")
     os.killpg(worker.pid, signal.SIGKILL)
     worker.wait()
-    again = run_hpo("worker", "--study", name, "--storage", url, "--checkpoint-dir",
-                    str(tmp / "ckpt"), cwd=tmp, timeout=300)
+    again = hpo_here("worker", "--study", name, "--storage", url, "--checkpoint-dir",
+                     str(tmp / "ckpt"), cwd=tmp)
     assert again.returncode == 0, again.stderr[-3000:]
     trials = study.get_trials()
     assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
@@ -186,14 +186,14 @@ def test_two_workers_never_train_one_promotion_twice(tmp_path, pg_url, study_nam
     study = _create_with_queue(tmp_path, url, _asha_spec(tmp_path, n_trials=2, epochs=4),
                                study_name)
     try:
-        first = run_hpo("worker", "--study", study_name, "--storage", url, cwd=tmp_path)
+        first = hpo_here("worker", "--study", study_name, "--storage", url, cwd=tmp_path)
         assert first.returncode == 0, first.stderr[-3000:]
         paused = study.get_trials()[1]
         assert paused.user_attrs[record.PAUSED_AT] == 1
         for _ in range(2):
             continue_chain(study._storage, study._study_id, paused,  # noqa: SLF001
                            {record.PROMOTED_FROM: 1}, promotion=True)
-        both = run_hpo("worker", "--study", study_name, "--storage", url, "--workers", "2",
+        both = hpo_here("worker", "--study", study_name, "--storage", url, "--workers", "2",
                        "--n-trials", "4", cwd=tmp_path)
         assert both.returncode == 0, both.stderr[-3000:]
         trials = study.get_trials()
