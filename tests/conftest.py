@@ -117,10 +117,30 @@ def storage_at(url: str):
     return open_storage(url)
 
 
+# The modules whose tests run longest (real studies with several processes, Slurm, kills),
+# handed out first so that the two test processes end together, not one of them alone on a
+# long test at the end.
+LONGEST_FIRST = ("study/test_quickstart.py", "study/test_slurm.py", "review/",
+                 "study/test_distributed.py", "study/test_promotion.py")
+
+
+def _rank(item: pytest.Item) -> int:
+    where = Path(str(item.path)).relative_to(REPO / "tests").as_posix()
+    return next((i for i, m in enumerate(LONGEST_FIRST) if where.startswith(m)),
+                len(LONGEST_FIRST))
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Tests marked ``cuda`` need a GPU: skipped, with the reason, where there is none."""
+    """Longest first (see :data:`LONGEST_FIRST`); the review tests in one test process, which
+    then builds their finished study once (``--dist loadgroup``); tests marked ``cuda`` need a
+    GPU: skipped, with the reason, where there is none."""
     import torch
 
+    items.sort(key=_rank)  # stable: a module's tests stay together, in their order
+    review = pytest.mark.xdist_group("review")
+    for item in items:
+        if Path(str(item.path)).is_relative_to(REPO / "tests" / "review"):
+            item.add_marker(review)
     if torch.cuda.is_available():
         return
     skip = pytest.mark.skip(reason="needs a CUDA GPU (scripts/gpu_check.py runs them there)")

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.conftest import hpo_here, run_hpo, write_spec
+from tests.conftest import hpo_here, write_spec
 
 
 def test_compare_aligns_studies_on_shared_levels(finished: Path) -> None:
     spec = write_spec(finished, n_trials=2, epochs=1, name="other.toml",
                       search='optimizer = ["nadam"]\n')
-    assert run_hpo("launch", str(spec), "--study-name", "other", cwd=finished).returncode == 0
+    assert hpo_here("launch", str(spec), "--study-name", "other", cwd=finished).returncode == 0
     result = hpo_here("compare", "tiny", "other", cwd=finished)
     assert result.returncode == 0, result.stderr
     rows = {line.split()[0]: line for line in result.stdout.splitlines() if line.strip()}

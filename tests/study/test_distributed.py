@@ -332,8 +332,8 @@ def test_same_named_studies_on_two_storages_keep_their_own_checkpoints(tmp_path,
     spec = write_spec(tmp_path, n_trials=3, epochs=2)
     journal = str(tmp_path / "hpo.journal")
     for storage in (journal, url):  # same directory, same name, default checkpoint directory
-        result = run_hpo("launch", str(spec), "--study-name", name, "--storage", storage,
-                         cwd=tmp_path)
+        result = hpo_here("launch", str(spec), "--study-name", name, "--storage", storage,
+                          cwd=tmp_path)
         assert result.returncode == 0, result.stderr[-3000:]
     root = tmp_path / "hpo-checkpoints"
     folders = {_checkpoints(root, s, name) for s in (journal, url)}
