@@ -87,9 +87,11 @@ def hpo_here(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     interpreter's start-up (about 3 s of CPU with torch). Commands that run workers (launch,
     worker, replicate) share this test process's fork server, started by the first of them with
     torch and optuna imported once (about 4 s of CPU a command otherwise); their workers' own
-    messages are not captured, and their paths travel absolute. Tests of the process itself
-    (its exit status, signals and logs, its workers' messages, its environment) and runs that a
-    test kills use :func:`run_hpo` or a process of their own."""
+    messages are not captured, and their paths travel absolute. Bad input is refused here as
+    by the real command (exit 2, one line; an exception would reach the test); a few tests run
+    it through the real command too (``tests/study/test_spec_errors.py``, ``tests/test_cli.py``).
+    Tests of the process itself (its signals and logs, its workers' messages, its environment)
+    and runs that a test kills use :func:`run_hpo` or a process of their own."""
     from hpo.cli import main
 
     out, err = io.StringIO(), io.StringIO()

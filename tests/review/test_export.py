@@ -46,7 +46,7 @@ def test_an_edited_export_is_checked_like_a_spec(finished: Path, tmp_path: Path,
     assert edit[0] in text
     bad = path.with_name("bad.yaml")
     bad.write_text(text.replace(edit[0], edit[1], 1))
-    result = run_hpo("train", str(bad), cwd=finished)
+    result = hpo_here("train", str(bad), cwd=finished)
     assert result.returncode == 2, result.stderr[-2000:]
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"hpo: error: {bad}: {key}"), result.stderr

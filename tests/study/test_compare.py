@@ -14,7 +14,7 @@ from optuna.trial import TrialState
 
 from hpo import record
 from hpo.storage._backends import open_storage
-from tests.conftest import REPO, hpo_here, run_hpo, write_spec
+from tests.conftest import REPO, hpo_here, write_spec
 
 LEVELS = ["sgd", "adam", "rmsprop"]
 SEARCH = f"""
@@ -100,8 +100,8 @@ def test_every_level_gets_the_same_budget_and_its_finalists(backend: str, tmp_pa
 ])
 def test_a_wrong_compare_section_is_one_line_and_exit_2(tmp_path: Path, replace: dict,
                                                         message: str) -> None:
-    result = run_hpo("create", str(_spec(tmp_path, **replace)), "--storage",
-                     str(tmp_path / "s.journal"), cwd=tmp_path)
+    result = hpo_here("create", str(_spec(tmp_path, **replace)), "--storage",
+                      str(tmp_path / "s.journal"), cwd=tmp_path)
     assert result.returncode == 2
     assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1, \
         result.stderr

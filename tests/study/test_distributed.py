@@ -466,11 +466,11 @@ def test_bad_input_gives_one_line_and_exit_2(tmp_path, pg_study, case: str) -> N
         expect = "has no hpo spec"
     else:
         spec = write_spec(tmp_path)
-        run_hpo("create", str(spec), "--storage", url, "--study-name", name, cwd=tmp_path)
+        hpo_here("create", str(spec), "--storage", url, "--study-name", name, cwd=tmp_path)
         blocker = tmp_path / "ckpt"
         blocker.write_text("a file where the directory should be")
         expect = "checkpoint directory"
-    result = run_hpo(*args, cwd=tmp_path)
+    result = hpo_here(*args, cwd=tmp_path)
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("hpo: error: ") and expect in lines[0], \

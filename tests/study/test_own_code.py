@@ -13,7 +13,7 @@ import torch
 import yaml
 
 from hpo.training import ModelConfig, apply_init, build_model
-from tests.conftest import REPO, run_hpo
+from tests.conftest import REPO, hpo_here, run_hpo
 
 EXAMPLE = REPO / "studies" / "own-model.toml"
 ENV = {"PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
@@ -76,8 +76,8 @@ def test_zero_init_residual_zeroes_the_layers_the_network_marks() -> None:
      "model.options: only for a model given by import path; resnet8 takes none"),
 ])
 def test_a_bad_import_path_is_one_line_and_exit_2(tmp_path, replace: dict, message: str) -> None:
-    result = run_hpo("create", str(_spec(tmp_path, **replace)), "--storage",
-                     str(tmp_path / "s.journal"), cwd=tmp_path, env=ENV)
+    result = hpo_here("create", str(_spec(tmp_path, **replace)), "--storage",
+                      str(tmp_path / "s.journal"), cwd=tmp_path)
     assert result.returncode == 2, result.stderr[-2000:]
     assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1, \
         result.stderr
