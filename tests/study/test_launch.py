@@ -294,3 +294,19 @@ def test_a_configuration_already_finished_is_not_trained_again(tmp_path: Path,
         assert t.value == original.value and t.user_attrs["epochs_run"] == 0
         assert t.user_attrs["stop_reason"] == (
             f"duplicate of trial {original.number}: its result is reused, not trained again")
+
+
+def test_omp_num_threads_caps_the_workers_threads_and_never_raises_them(monkeypatch) -> None:
+    """Two processes of 2 OpenMP threads on 2 busy cores spun (2.4x the CPU per epoch): whoever
+    shares the cores says so in ``OMP_NUM_THREADS``, as for any OpenMP program."""
+    from hpo.worker._worker import default_threads
+
+    cores = len(os.sched_getaffinity(0))
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    assert default_threads(1) == cores and default_threads(2 * cores) == 1
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert default_threads(1) == 1
+    monkeypatch.setenv("OMP_NUM_THREADS", str(4 * cores))
+    assert default_threads(1) == cores  # a cap, not a request
+    monkeypatch.setenv("OMP_NUM_THREADS", "all")  # not a count: ignored
+    assert default_threads(1) == cores
