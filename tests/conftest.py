@@ -16,8 +16,12 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    import optuna
 
 # Two test processes share the 2-core machine, and each runs workers or trains in-process: one
 # OpenMP thread each, or their threads spin against each other (2.4x the CPU per epoch). Set
@@ -109,7 +113,7 @@ def hpo_here(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 
 
 @functools.cache
-def storage_at(url: str):
+def storage_at(url: str) -> optuna.storages.BaseStorage:
     """One storage per URL for this test process. Tests poll a study many times a second while
     workers run: through one storage a poll costs about 3 ms of CPU, through a new one (an
     engine, a connection, Optuna's schema check) about 60 ms, which the 2-core machine's other

@@ -43,7 +43,7 @@ def test_every_level_gets_the_same_budget_and_its_finalists(backend: str, tmp_pa
                                                             pg_url: str, study_name: str) -> None:
     url = str(tmp_path / "s.journal") if backend == "journal" else pg_url
     result = hpo_here("launch", str(_spec(tmp_path)), "--storage", url, "--study-name",
-                     study_name, "--workers", "3", cwd=tmp_path)
+                      study_name, "--workers", "3", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     trials = optuna.load_study(study_name=study_name, storage=open_storage(url)).get_trials()
     assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]

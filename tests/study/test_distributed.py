@@ -86,7 +86,7 @@ def _start_worker(tmp: Path, url: str, name: str, epochs: int, wait_for: int
 
 def _run_worker(tmp: Path, url: str, name: str, *extra: str) -> None:
     result = hpo_here("worker", "--study", name, "--storage", url,
-                     "--checkpoint-dir", str(tmp / "ckpt"), *extra, cwd=tmp)
+                      "--checkpoint-dir", str(tmp / "ckpt"), *extra, cwd=tmp)
     assert result.returncode == 0, result.stderr[-2000:]
 
 
@@ -119,7 +119,7 @@ def test_four_workers_finish_the_budget_and_leave_nothing_behind(tmp_path, pg_st
     spec = write_spec(tmp_path, n_trials=8, epochs=2)
     _create(tmp_path, spec, url, name)
     result = hpo_here("worker", "--study", name, "--storage", url, "--workers", "4",
-                     "--checkpoint-dir", str(tmp_path / "ckpt"), cwd=tmp_path)
+                      "--checkpoint-dir", str(tmp_path / "ckpt"), cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     trials = _study(url, name).get_trials()
     states = [t.state for t in trials]

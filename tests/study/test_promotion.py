@@ -194,7 +194,7 @@ def test_two_workers_never_train_one_promotion_twice(tmp_path, pg_url, study_nam
             continue_chain(study._storage, study._study_id, paused,  # noqa: SLF001
                            {record.PROMOTED_FROM: 1}, promotion=True)
         both = hpo_here("worker", "--study", study_name, "--storage", url, "--workers", "2",
-                       "--n-trials", "4", cwd=tmp_path)
+                        "--n-trials", "4", cwd=tmp_path)
         assert both.returncode == 0, both.stderr[-3000:]
         trials = study.get_trials()
         twins = [t for t in trials if t.user_attrs.get(record.PROMOTED_FROM) == 1]

@@ -11,7 +11,7 @@ from tests.conftest import hpo_here, run_hpo, write_spec
 def test_a_damaged_journal_is_named_and_repair_recovers_the_rest(tmp_path) -> None:
     journal = tmp_path / "s.journal"
     done = hpo_here("launch", str(write_spec(tmp_path, n_trials=3, epochs=1)), "--storage",
-                   str(journal), cwd=tmp_path)
+                    str(journal), cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]
     before = optuna.load_study(study_name="tiny", storage=open_storage(str(journal))).trials
     lines = journal.read_bytes().splitlines(keepends=True)

@@ -34,7 +34,7 @@ def _spec(tmp: Path, name: str, search: str, warm: list[str], n_trials: int = 3)
 def _first_study(tmp: Path, url: str) -> list[optuna.trial.FrozenTrial]:
     """Runs the earlier study; its finished trials."""
     first = hpo_here("launch", str(_spec(tmp, "first", DEFAULT_SEARCH, [], 6)),
-                    "--storage", url, cwd=tmp)
+                     "--storage", url, cwd=tmp)
     assert first.returncode == 0, first.stderr[-2000:]
     earlier = optuna.load_study(study_name="first", storage=open_storage(url))
     return [t for t in earlier.trials if t.state in record.FINISHED]
@@ -46,7 +46,7 @@ def test_a_warm_started_study_holds_the_earlier_trials_and_its_sampler_models_th
     finished = _first_study(tmp_path, url)
 
     second = hpo_here("launch", str(_spec(tmp_path, "second", DEFAULT_SEARCH, ["first"])),
-                     "--storage", url, cwd=tmp_path)
+                      "--storage", url, cwd=tmp_path)
     assert second.returncode == 0, second.stderr[-2000:]
     (line,) = [x for x in second.stderr.splitlines() if "warm start" in x]
     assert f"{len(finished)} of {len(finished)} finished trials" in line
