@@ -10,21 +10,19 @@ before CUDA starts.
 
 Last, what every worker imports when its first trial ends, to leave its note and figures
 (:mod:`hpo.study._notes`): optuna-dashboard, which brings scikit-learn and SciPy through
-``optuna.importance`` (about 1.7 s of CPU), and matplotlib's Agg backend (0.4 s); once here
-instead of once per worker. SciPy's OpenBLAS starts its thread pool here, as NumPy's already
-has: OpenBLAS re-creates its threads in a forked child, as it must for any fork.
+``optuna.importance`` (about 1.7 s of CPU), and matplotlib's figure and Agg canvas (no pyplot:
+a worker draws on figures of its own); once here instead of once per worker. SciPy's OpenBLAS
+starts its thread pool here, as NumPy's already has: OpenBLAS re-creates its threads in a
+forked child, as it must for any fork.
 """
 
 from hpo.worker._signals import process_flag
 
 process_flag()
 
-import matplotlib  # noqa: E402
+import matplotlib.backends.backend_agg  # noqa: E402, F401  (what savefig draws a PNG with)
+import matplotlib.figure  # noqa: E402, F401
+import optuna_dashboard  # noqa: E402, F401
 import torch._dynamo  # noqa: E402, F401
 
 import hpo.worker._worker  # noqa: E402, F401
-
-matplotlib.use("Agg")
-
-import matplotlib.pyplot  # noqa: E402, F401
-import optuna_dashboard  # noqa: E402, F401
