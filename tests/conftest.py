@@ -86,18 +86,51 @@ def run_hpo(*args: str, cwd: Path, timeout: float = 300, env: dict | None = None
     )
 
 
+@functools.cache
+def _workers_output() -> Path:
+    """Starts this test process's fork server, the one :func:`hpo_here`'s workers fork from,
+    with its standard output and error going to a file of its own, and returns the file.
+
+    A worker writes its messages to the streams its fork server started with; this way they
+    reach the test that ran it (see :func:`hpo_here`), not pytest's capture of whichever test
+    happened to start the server. Started by the product's own :func:`worker_context`, so the
+    server preloads what the workers' server always does."""
+    import multiprocessing.forkserver
+
+    from hpo.worker._pool import worker_context
+
+    assert multiprocessing.forkserver._forkserver._forkserver_pid is None, \
+        "the test process's fork server started before hpo_here: its workers' output is lost"
+    fd, name = tempfile.mkstemp(prefix="hpo-workers-", suffix=".log")
+    saved = os.dup(1), os.dup(2)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    try:
+        worker_context()
+        multiprocessing.forkserver.ensure_running()
+    finally:
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for f in (fd, *saved):
+            os.close(f)
+    return Path(name)
+
+
 def hpo_here(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     """Runs :func:`hpo.cli.main` in this process: the command line's own code, without a new
-    interpreter's start-up (about 3 s of CPU with torch). Commands that run workers (launch,
-    worker, replicate) share this test process's fork server, started by the first of them with
-    torch and optuna imported once (about 4 s of CPU a command otherwise); their workers' own
-    messages are not captured, and their paths travel absolute. Bad input is refused here as
-    by the real command (exit 2, one line; an exception would reach the test); a few tests run
-    it through the real command too (``tests/study/test_spec_errors.py``, ``tests/test_cli.py``).
-    Tests of the process itself (its signals and logs, its workers' messages, its environment)
-    and runs that a test kills use :func:`run_hpo` or a process of their own."""
+    interpreter's start-up (about 3-5 s of CPU with torch). Commands that run workers (launch,
+    worker, replicate) share this test process's fork server, started once with torch and
+    optuna imported (about 11 s of CPU a command otherwise, on the 2-core machine); their
+    workers' messages come after the command's own in ``stderr``, and their paths travel
+    absolute. Bad input is refused here as by the real command (exit 2, one line; an
+    exception would reach the test); a few tests run it through the real command too
+    (``tests/study/test_spec_errors.py``, ``tests/test_cli.py``). Tests of the process itself
+    (its signals, its environment) and runs that a test kills or watches while they run use
+    :func:`run_hpo` or a process of their own."""
     from hpo.cli import main
 
+    workers = _workers_output() if args[0] in ("launch", "worker", "replicate") else None
+    seen = workers.stat().st_size if workers else 0
     out, err = io.StringIO(), io.StringIO()
     before = os.getcwd()
     os.chdir(cwd)
@@ -109,7 +142,13 @@ def hpo_here(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
                 code = e.code if isinstance(e.code, int) else 1
     finally:
         os.chdir(before)
-    return subprocess.CompletedProcess(["hpo", *args], code, out.getvalue(), err.getvalue())
+    theirs = ""
+    if workers:
+        with workers.open(encoding="utf-8", errors="replace") as f:
+            f.seek(seen)
+            theirs = f.read()
+    return subprocess.CompletedProcess(["hpo", *args], code, out.getvalue(),
+                                       err.getvalue() + theirs)
 
 
 @functools.cache

@@ -23,7 +23,7 @@ from hpo.storage._backends import (
     open_storage,
 )
 from hpo.study._checkpoints import study_folder
-from tests.conftest import REPO, OwnPostgres, hpo_here, run_hpo, storage_at, write_spec
+from tests.conftest import REPO, OwnPostgres, hpo_here, storage_at, write_spec
 
 FIXED = """
 optimizer = "nesterov"
@@ -223,7 +223,7 @@ def test_a_killed_launch_on_the_journal_file_is_resumed_by_the_next_launch(tmp_p
     time.sleep(0.5)
     assert _study(journal, "tiny").trials[killed.number].state == TrialState.RUNNING
 
-    again = run_hpo("launch", str(spec), cwd=tmp_path, timeout=240)
+    again = hpo_here("launch", str(spec), cwd=tmp_path)
     assert again.returncode == 0, again.stderr[-3000:]
     trials = _study(journal, "tiny").get_trials()
     assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
@@ -261,8 +261,8 @@ def test_a_corrupt_newest_checkpoint_falls_back_to_the_one_before(tmp_path, pg_s
     os.killpg(victim.pid, signal.SIGKILL)
     victim.wait()
 
-    result = run_hpo("worker", "--study", name, "--storage", url,
-                     "--checkpoint-dir", str(tmp_path / "ckpt"), cwd=tmp_path)
+    result = hpo_here("worker", "--study", name, "--storage", url,
+                      "--checkpoint-dir", str(tmp_path / "ckpt"), cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     assert f"checkpoint {newest} is unreadable" in result.stderr, result.stderr[-3000:]
     trials = _study(url, name).get_trials()
@@ -312,8 +312,8 @@ def test_a_claimed_retry_whose_worker_died_before_its_heartbeat_is_queued_again(
     # A worker pops the retry and dies before its first heartbeat (or loses the reply).
     assert storage.set_trial_state_values(queued._trial_id, TrialState.RUNNING)
 
-    result = run_hpo("worker", "--study", name, "--storage", url,
-                     "--checkpoint-dir", str(tmp_path / "ckpt"), cwd=tmp_path, timeout=240)
+    result = hpo_here("worker", "--study", name, "--storage", url,
+                      "--checkpoint-dir", str(tmp_path / "ckpt"), cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     trials = _study(url, name).get_trials()
     claimed = trials[queued.number]
@@ -373,7 +373,7 @@ def test_a_trial_whose_creation_reply_was_lost_is_failed_not_waited_for(tmp_path
     # trial that no process runs and that never records a heartbeat.
     storage = open_storage(url)
     orphan = storage.create_new_trial(storage.get_study_id_from_name(name))
-    result = run_hpo("worker", "--study", name, "--storage", url, cwd=tmp_path, timeout=120)
+    result = hpo_here("worker", "--study", name, "--storage", url, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "orphaned" in result.stderr
     trials = _study(url, name).get_trials()
@@ -418,8 +418,8 @@ def test_workers_through_the_grpc_proxy(tmp_path, pg_study) -> None:
                              text=True)
     try:
         spec = write_spec(tmp_path, n_trials=3, epochs=1)
-        result = run_hpo("launch", str(spec), "--storage", f"grpc://127.0.0.1:{port}",
-                         "--study-name", name, "--workers", "2", cwd=tmp_path)
+        result = hpo_here("launch", str(spec), "--storage", f"grpc://127.0.0.1:{port}",
+                          "--study-name", name, "--workers", "2", cwd=tmp_path)
         assert result.returncode == 0, result.stderr[-2000:]
     finally:
         proxy.terminate()
@@ -505,8 +505,8 @@ def test_a_crafted_checkpoint_is_refused_by_a_real_retry_and_runs_nothing(
     for path in planted:
         torch.save({"model": _Exploit(marker), "config": {}}, path)
 
-    result = run_hpo("worker", "--study", name, "--storage", url, "--checkpoint-dir",
-                     str(tmp_path / "ckpt"), cwd=tmp_path)
+    result = hpo_here("worker", "--study", name, "--storage", url, "--checkpoint-dir",
+                      str(tmp_path / "ckpt"), cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     assert not marker.exists()  # the pickle's code never ran
     refused = [line for line in result.stderr.splitlines() if "unreadable" in line]
@@ -539,8 +539,8 @@ def test_the_end_of_study_wait_on_a_dead_running_trial_is_bounded(tmp_path, pg_s
         storage.record_heartbeat(dead)
         time.sleep(5)
     start = time.monotonic()
-    result = run_hpo("worker", "--study", name, "--storage", url, "--checkpoint-dir",
-                     str(tmp_path / "ckpt"), cwd=tmp_path, timeout=120)
+    result = hpo_here("worker", "--study", name, "--storage", url, "--checkpoint-dir",
+                      str(tmp_path / "ckpt"), cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     assert time.monotonic() - start < 90  # start-up, one grace period, one 1-epoch retry
     trials = _study(url, name).get_trials()
