@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import hpo_here, run_hpo
+from tests.conftest import hpo_here
 from tests.review.conftest import study_in
 
 
@@ -19,12 +19,12 @@ def test_export_then_train_verify_reproduces_and_catches_an_edit(finished: Path)
     path = out / f"tiny-trial{best.number}.yaml"
     text = path.read_text()
     assert "provenance:" in text and "cpu_threads:" in text and "torch:" in text
-    verified = run_hpo("train", str(path), "--verify", cwd=finished)
+    verified = hpo_here("train", str(path), "--verify", cwd=finished)
     assert verified.returncode == 0, verified.stderr
     assert "verified" in verified.stdout and f"{best.value:.6f}" in verified.stdout
     edited = path.with_name("edited.yaml")
     edited.write_text(text.replace(f"value: {best.value}", "value: 0.123"))
-    failed = run_hpo("train", str(edited), "--verify", cwd=finished)
+    failed = hpo_here("train", str(edited), "--verify", cwd=finished)
     assert failed.returncode == 1
     assert f"differs from the exported 0.123000 by {abs(best.value - 0.123):.6f}" in failed.stderr
     json_out = hpo_here("export", "tiny", "--format", "json", "--out", str(out), cwd=finished)

@@ -16,7 +16,7 @@ from optuna.trial import TrialState, create_trial
 
 from hpo.review.sections._compute import compute
 from hpo.storage._backends import open_storage
-from tests.conftest import REPO, hpo_here, run_hpo
+from tests.conftest import REPO, hpo_here
 from tests.review.conftest import ARTIFACTS, CHROMIUM_FLAGS, SCHEMA, study_in
 
 
@@ -116,7 +116,7 @@ def test_bad_input_gives_one_line_and_exit_2(tmp_path: Path, case: str) -> None:
     elif case == "busy-port":
         busy = socket.create_server(("127.0.0.1", 0))
         args = ["dashboard", "--port", str(busy.getsockname()[1])]
-    result = run_hpo(*args, cwd=tmp_path)
+    result = hpo_here(*args, cwd=tmp_path)
     if case == "busy-port":
         busy.close()
     assert result.returncode == 2, result.stderr

@@ -29,7 +29,8 @@ def _no_study(journal: Path) -> bool:
 @pytest.mark.parametrize("case", ["cifar-missing", "cifar-download-fails",
                                   "imagefolder-missing"])
 @pytest.mark.parametrize("command", ["launch", "create"])
-def test_missing_data_is_one_line_and_exit_2_before_any_trial(tmp_path, case, command) -> None:
+def test_missing_data_is_one_line_and_exit_2_before_any_trial(tmp_path, monkeypatch, case,
+                                                              command) -> None:
     root = tmp_path / "nodata"
     data = {
         "cifar-missing": f'[data]\nname = "cifar10"\nroot = "{root}"\n',
@@ -38,9 +39,10 @@ def test_missing_data_is_one_line_and_exit_2_before_any_trial(tmp_path, case, co
     }[case]
     journal = tmp_path / "s.journal"
     # No network here: the download is sent to a closed local port, never off this machine.
-    env = {"HTTPS_PROXY": "http://127.0.0.1:9", "HTTP_PROXY": "http://127.0.0.1:9"}
-    result = run_hpo(command, str(_spec(tmp_path, data)), "--storage", str(journal),
-                     cwd=tmp_path, env=env)
+    for var in ("HTTPS_PROXY", "HTTP_PROXY"):
+        monkeypatch.setenv(var, "http://127.0.0.1:9")
+    result = hpo_here(command, str(_spec(tmp_path, data)), "--storage", str(journal),
+                      cwd=tmp_path)
     assert result.returncode == 2, result.stderr[-2000:]
     (line,) = result.stderr.strip().splitlines()
     assert "Traceback" not in result.stderr and "tiny.toml" in line and str(root) in line
@@ -56,7 +58,7 @@ def test_a_worker_whose_machine_lacks_the_data_refuses_before_any_trial(tmp_path
     created = hpo_here("create", str(spec), "--storage", str(journal), cwd=tmp_path)
     assert created.returncode == 0, created.stderr[-2000:]
     shutil.rmtree(root)
-    result = run_hpo("worker", "--study", "tiny", "--storage", str(journal), cwd=tmp_path)
+    result = hpo_here("worker", "--study", "tiny", "--storage", str(journal), cwd=tmp_path)
     assert result.returncode == 2, result.stderr[-2000:]
     (line,) = result.stderr.strip().splitlines()
     assert "data.root" in line and str(root) in line and "Traceback" not in result.stderr

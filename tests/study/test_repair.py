@@ -5,7 +5,7 @@ from __future__ import annotations
 import optuna
 
 from hpo.storage._backends import open_storage
-from tests.conftest import hpo_here, run_hpo, write_spec
+from tests.conftest import hpo_here, write_spec
 
 
 def test_a_damaged_journal_is_named_and_repair_recovers_the_rest(tmp_path) -> None:
@@ -22,12 +22,12 @@ def test_a_damaged_journal_is_named_and_repair_recovers_the_rest(tmp_path) -> No
     original = journal.read_bytes()
 
     for command in (["status"], ["report", "tiny"]):
-        result = run_hpo(*command, "--storage", str(journal), cwd=tmp_path)
+        result = hpo_here(*command, "--storage", str(journal), cwd=tmp_path)
         assert result.returncode == 2 and "Traceback" not in result.stderr
         (line,) = result.stderr.strip().splitlines()
         assert f"line {middle + 1} is damaged" in line and "hpo repair" in line
 
-    repaired = run_hpo("repair", "--storage", str(journal), cwd=tmp_path)
+    repaired = hpo_here("repair", "--storage", str(journal), cwd=tmp_path)
     assert repaired.returncode == 0, repaired.stderr
     assert f"dropped 1 damaged line(s) ({middle + 1})" in repaired.stdout
     (backup,) = tmp_path.glob("s.journal.*.bak")

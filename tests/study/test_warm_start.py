@@ -9,7 +9,7 @@ from optuna.trial import TrialState
 
 from hpo import record
 from hpo.storage._backends import open_storage
-from tests.conftest import DEFAULT_SEARCH, hpo_here, run_hpo, write_spec
+from tests.conftest import DEFAULT_SEARCH, hpo_here, write_spec
 
 NARROW = """
 optimizer = "sgd"
@@ -82,8 +82,8 @@ def test_trials_outside_the_space_are_skipped_and_unknown_sources_refused(tmp_pa
     finished = _first_study(tmp_path, url)
     sgd = [t for t in finished if t.params["optimizer"] == "sgd"]
 
-    narrow = run_hpo("create", str(_spec(tmp_path, "narrow", NARROW, ["first"])),
-                     "--storage", url, cwd=tmp_path)
+    narrow = hpo_here("create", str(_spec(tmp_path, "narrow", NARROW, ["first"])),
+                      "--storage", url, cwd=tmp_path)
     assert narrow.returncode == 0, narrow.stderr
     (line,) = narrow.stderr.strip().splitlines()
     assert f"{len(sgd)} of {len(finished)} finished trials" in line
@@ -91,8 +91,8 @@ def test_trials_outside_the_space_are_skipped_and_unknown_sources_refused(tmp_pa
     study = optuna.load_study(study_name="narrow", storage=open_storage(url))
     assert len(study.trials) == len(sgd)  # an sgd-only space: only sgd trials fit
 
-    unknown = run_hpo("create", str(_spec(tmp_path, "third", DEFAULT_SEARCH, ["nope"])),
-                      "--storage", url, cwd=tmp_path)
+    unknown = hpo_here("create", str(_spec(tmp_path, "third", DEFAULT_SEARCH, ["nope"])),
+                       "--storage", url, cwd=tmp_path)
     assert unknown.returncode == 2 and "Traceback" not in unknown.stderr
     (line,) = unknown.stderr.strip().splitlines()
     assert "study.warm_start" in line and "'nope'" in line and "first" in line
