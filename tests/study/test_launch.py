@@ -15,24 +15,29 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from hpo.cli import main
 from hpo.record import STUDY_UID
 from hpo.storage._backends import open_storage
 from hpo.study._checkpoints import study_folder
-from tests.conftest import storage_at, write_spec
+from tests.conftest import hpo_here, storage_at, write_spec
 
 RECORDED = {"config", "epochs_run", "wall_time_s", "device", "host", "stop_reason", "curve"}
+
+
+def _ok(*args: str, cwd: Path) -> None:
+    """Runs an hpo command in this process; it must succeed."""
+    result = hpo_here(*args, cwd=cwd)
+    assert result.returncode == 0, result.stderr[-2000:]
 
 
 def _study(storage: str, name: str = "tiny") -> optuna.Study:
     return optuna.load_study(study_name=name, storage=storage_at(storage))
 
 
-def test_two_workers_finish_the_budget_and_record_everything(tmp_path: Path, capsys) -> None:
+def test_two_workers_finish_the_budget_and_record_everything(tmp_path: Path) -> None:
     spec = write_spec(tmp_path, n_trials=6, epochs=3)
     storage = str(tmp_path / "s.journal")
-    assert main(["launch", str(spec), "--storage", storage, "--workers", "2"]) == 0
-    out = capsys.readouterr()
+    out = hpo_here("launch", str(spec), "--storage", storage, "--workers", "2", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
     study = _study(storage)
     trials = study.get_trials()
     finished = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
@@ -48,9 +53,9 @@ def test_two_workers_finish_the_budget_and_record_everything(tmp_path: Path, cap
         assert t.user_attrs["device"] == "cpu"
     assert study.user_attrs["spec"]["study"]["name"] == "tiny"
     # the top-5 table on stdout, the progress on stderr
-    assert "val_accuracy" in out.out and "optimizer" in out.out
-    assert len([line for line in out.out.splitlines() if line[:1].isdigit()]) == 5
-    assert "finished" in out.err and "best" in out.err
+    assert "val_accuracy" in out.stdout and "optimizer" in out.stdout
+    assert len([line for line in out.stdout.splitlines() if line[:1].isdigit()]) == 5
+    assert "finished" in out.stderr and "best" in out.stderr
 
 
 def test_same_spec_and_seed_with_one_worker_give_the_same_study_twice(tmp_path: Path) -> None:
@@ -58,7 +63,7 @@ def test_same_spec_and_seed_with_one_worker_give_the_same_study_twice(tmp_path: 
     runs = []
     for i in range(2):
         storage = str(tmp_path / f"s{i}.journal")
-        assert main(["launch", str(spec), "--storage", storage]) == 0
+        _ok("launch", str(spec), "--storage", storage, cwd=tmp_path)
         runs.append([(t.params, t.state, t.value, t.intermediate_values)
                      for t in _study(storage).get_trials()])
     assert runs[0] == runs[1]
@@ -71,7 +76,7 @@ def test_diverging_config_is_pruned_with_its_reason_and_the_worker_carries_on(
     search = 'optimizer = "sgd"\nschedule = "constant"\nlr = [1e6, 0.3]\nweight_decay = 0.0\n'
     spec = write_spec(tmp_path, n_trials=2, epochs=2, sampler="grid", search=search)
     storage = str(tmp_path / "s.journal")
-    assert main(["launch", str(spec), "--storage", storage]) == 0
+    _ok("launch", str(spec), "--storage", storage, cwd=tmp_path)
     by_lr = {t.params["sgd.lr"]: t for t in _study(storage).get_trials()}
     bad, good = by_lr[1e6], by_lr[0.3]
     assert bad.state == TrialState.PRUNED
@@ -79,47 +84,42 @@ def test_diverging_config_is_pruned_with_its_reason_and_the_worker_carries_on(
     assert good.state == TrialState.COMPLETE and good.value > 0.3  # chance: 0.1
 
 
-def test_resume_continues_the_same_study_and_refuses_another_spec(
-    tmp_path: Path, capsys
-) -> None:
+def test_resume_continues_the_same_study_and_refuses_another_spec(tmp_path: Path) -> None:
     spec = write_spec(tmp_path, n_trials=2, epochs=1)
     storage = str(tmp_path / "s.journal")
-    assert main(["launch", str(spec), "--storage", storage]) == 0
-    assert main(["launch", str(spec), "--storage", storage, "--n-trials", "3"]) == 0
+    _ok("launch", str(spec), "--storage", storage, cwd=tmp_path)
+    _ok("launch", str(spec), "--storage", storage, "--n-trials", "3", cwd=tmp_path)
     assert len(_study(storage).get_trials()) == 3
     other = write_spec(tmp_path, n_trials=2, epochs=2, name="other.toml")
-    capsys.readouterr()
-    assert main(["launch", str(other), "--storage", storage]) == 2
-    err = capsys.readouterr().err
+    refused = hpo_here("launch", str(other), "--storage", storage, cwd=tmp_path)
+    assert refused.returncode == 2
+    err = refused.stderr
     assert "already exists" in err and "(differing: training.epochs)" in err, err
 
 
 def test_worker_joins_an_existing_study_from_its_name_alone(tmp_path: Path) -> None:
     spec = write_spec(tmp_path, n_trials=1, epochs=1)
     storage = str(tmp_path / "s.journal")
-    assert main(["launch", str(spec), "--storage", storage]) == 0
+    _ok("launch", str(spec), "--storage", storage, cwd=tmp_path)
     spec.unlink()  # the worker needs no file: the spec lives in the study
-    assert main(["worker", "--study", "tiny", "--storage", storage, "--n-trials", "3"]) == 0
+    _ok("worker", "--study", "tiny", "--storage", storage, "--n-trials", "3", cwd=tmp_path)
     assert len(_study(storage).get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED))) == 3
 
 
-def test_unknown_study_for_a_worker(tmp_path: Path, capsys) -> None:
+def test_unknown_study_for_a_worker(tmp_path: Path) -> None:
     spec = write_spec(tmp_path, n_trials=1, epochs=1)
     storage = str(tmp_path / "s.journal")
-    assert main(["launch", str(spec), "--storage", storage]) == 0
-    capsys.readouterr()
-    assert main(["worker", "--study", "nope", "--storage", storage]) == 2
-    assert "no study named 'nope'; studies there: tiny" in capsys.readouterr().err
+    _ok("launch", str(spec), "--storage", storage, cwd=tmp_path)
+    refused = hpo_here("worker", "--study", "nope", "--storage", storage, cwd=tmp_path)
+    assert refused.returncode == 2
+    assert "no study named 'nope'; studies there: tiny" in refused.stderr
 
 
-def test_storage_comes_from_the_environment(tmp_path: Path) -> None:
+def test_storage_comes_from_the_environment(tmp_path: Path, monkeypatch) -> None:
     spec = write_spec(tmp_path, n_trials=1, epochs=1)
     storage = tmp_path / "env.journal"
-    os.environ["HPO_STORAGE"] = str(storage)
-    try:
-        assert main(["launch", str(spec)]) == 0
-    finally:
-        del os.environ["HPO_STORAGE"]
+    monkeypatch.setenv("HPO_STORAGE", str(storage))
+    _ok("launch", str(spec), cwd=tmp_path)
     assert len(_study(str(storage)).get_trials()) == 1
 
 
@@ -153,13 +153,12 @@ def test_ctrl_c_stops_cleanly_and_leaves_no_trial_running(tmp_path: Path) -> Non
     assert reasons and all(r and r.startswith("interrupted") for r in reasons), reasons
 
 
-def test_a_study_on_postgresql_with_two_workers(tmp_path: Path, pg_url: str, study_name: str,
-                                                monkeypatch) -> None:
+def test_a_study_on_postgresql_with_two_workers(tmp_path: Path, pg_url: str, study_name: str
+                                                ) -> None:
     spec = write_spec(tmp_path, n_trials=4, epochs=2)
-    monkeypatch.chdir(tmp_path)  # with a URL storage, checkpoints default to the working dir
-    try:
-        assert main(["launch", str(spec), "--storage", pg_url, "--study-name", study_name,
-                     "--workers", "2"]) == 0
+    try:  # with a URL storage, checkpoints default to the working directory
+        _ok("launch", str(spec), "--storage", pg_url, "--study-name", study_name,
+            "--workers", "2", cwd=tmp_path)
         study = _study(pg_url, study_name)
         states = [t.state for t in study.get_trials()]
         assert sum(s in (TrialState.COMPLETE, TrialState.PRUNED) for s in states) >= 4
@@ -186,7 +185,7 @@ def test_a_worker_that_dies_idle_is_reported_as_losing_nothing(tmp_path: Path) -
 
     spec = write_spec(tmp_path, n_trials=2, epochs=1)
     journal = tmp_path / "s.journal"
-    assert main(["create", str(spec), "--storage", str(journal)]) == 0
+    _ok("create", str(spec), "--storage", str(journal), cwd=tmp_path)
     # Hold the journal's write lock (Optuna's symlink lock), so no worker can create a trial
     # until the test lets go: the worker killed below is idle for certain.
     lock = Path(f"{journal}.lock")
@@ -246,8 +245,8 @@ def test_extending_a_study_by_a_relaunch_proposes_new_trials(tmp_path: Path) -> 
     """Each new process used to replay seed + worker index: trials 4-6 repeated 0-2."""
     spec = write_spec(tmp_path, n_trials=4, epochs=1, sampler="random")
     storage = str(tmp_path / "s.journal")
-    assert main(["launch", str(spec), "--storage", storage]) == 0
-    assert main(["launch", str(spec), "--storage", storage, "--n-trials", "7"]) == 0
+    _ok("launch", str(spec), "--storage", storage, cwd=tmp_path)
+    _ok("launch", str(spec), "--storage", storage, "--n-trials", "7", cwd=tmp_path)
     params = _sampled_params(storage)
     assert len(params) >= 7 and len(set(params)) == len(params)
 
@@ -256,13 +255,12 @@ def test_two_workers_started_apart_on_postgresql_never_share_a_stream(
         tmp_path: Path, pg_url: str, study_name: str) -> None:
     spec = write_spec(tmp_path, n_trials=6, epochs=1, sampler="random")
     try:
-        assert main(["create", str(spec), "--storage", pg_url, "--study-name", study_name]) == 0
-        procs = [subprocess.Popen([sys.executable, "-m", "hpo", "worker", "--study", study_name,
-                                   "--storage", pg_url], cwd=tmp_path, stderr=subprocess.PIPE,
-                                  text=True) for _ in range(2)]  # two machines' worker 0
-        for p in procs:
-            _, err = p.communicate(timeout=300)
-            assert p.returncode == 0, err[-2000:]
+        _ok("create", str(spec), "--storage", pg_url, "--study-name", study_name, cwd=tmp_path)
+        # two machines' worker 0, one after the other: each process seeds its own sampler
+        for budget in ("3", "6"):
+            result = hpo_here("worker", "--study", study_name, "--storage", pg_url,
+                              "--n-trials", budget, cwd=tmp_path)
+            assert result.returncode == 0, result.stderr[-2000:]
         params = _sampled_params(pg_url, study_name)
         assert len(params) >= 6 and len(set(params)) == len(params)
     finally:
@@ -279,7 +277,7 @@ def test_a_configuration_already_finished_is_not_trained_again(tmp_path: Path,
     spec.write_text(spec.read_text().replace(
         "[study]\n", f"[study]\nrepeats = {str(repeats).lower()}\n"))
     storage = str(tmp_path / "s.journal")
-    assert main(["launch", str(spec), "--storage", storage]) == 0
+    _ok("launch", str(spec), "--storage", storage, cwd=tmp_path)
     trials = _study(storage).get_trials()
     assert len(trials) == 5  # two configurations: at least three trials repeat one
     dupes = [t for t in trials if "duplicate_of" in t.user_attrs]
