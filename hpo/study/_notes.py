@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import optuna
 
@@ -88,7 +88,7 @@ def note_markdown(number: int, config: dict[str, Any], curve: dict[str, list[flo
 
 
 @functools.cache
-def _canvas(kind: str) -> tuple[Figure, tuple[Axes, ...]]:
+def _canvas(kind: Literal["losses", "norms"]) -> tuple[Figure, tuple[Axes, ...]]:
     """One figure of each kind per process, drawn again for every trial it ends.
 
     Why: building a figure (its axes' ticks) and fitting its layout cost twice the drawing, and
@@ -100,7 +100,7 @@ def _canvas(kind: str) -> tuple[Figure, tuple[Axes, ...]]:
     from matplotlib import ticker
     from matplotlib.figure import Figure
 
-    if kind == "curve":
+    if kind == "losses":
         fig = Figure(figsize=(8, 3), dpi=100)
         axes = tuple(fig.subplots(1, 2))
         fig.subplots_adjust(left=0.07, right=0.98, bottom=0.16, top=0.9, wspace=0.22)
@@ -117,7 +117,7 @@ def _canvas(kind: str) -> tuple[Figure, tuple[Axes, ...]]:
     return fig, axes
 
 
-def _cleared(kind: str) -> tuple[Figure, tuple[Axes, ...]]:
+def _cleared(kind: Literal["losses", "norms"]) -> tuple[Figure, tuple[Axes, ...]]:
     """The kind's figure without the previous trial's lines and legend."""
     fig, axes = _canvas(kind)
     for ax in axes:
@@ -131,7 +131,7 @@ def _cleared(kind: str) -> tuple[Figure, tuple[Axes, ...]]:
 
 def curve_png(path: Path, number: int, curve: dict[str, list[float]]) -> None:
     """Validation accuracy and losses per epoch, as a PNG."""
-    fig, (ax1, ax2) = _cleared("curve")
+    fig, (ax1, ax2) = _cleared("losses")
     epochs = range(1, len(curve["val_accuracy"]) + 1)
     ax1.plot(epochs, curve["val_accuracy"], marker="o", color="C0")
     ax1.set(title=f"trial {number}: validation accuracy", xlabel="epoch")
@@ -144,7 +144,7 @@ def curve_png(path: Path, number: int, curve: dict[str, list[float]]) -> None:
 
 def gradients_png(path: Path, number: int, gradients: dict[str, Any]) -> None:
     """Per-stage gradient norms over epochs, log scale, one line per stage."""
-    fig, (ax,) = _cleared("gradients")
+    fig, (ax,) = _cleared("norms")
     epochs = range(1, len(gradients["grad_norm"]) + 1)
     for i, stage in enumerate(gradients["stages"]):
         ax.plot(epochs, [row[i] for row in gradients["grad_norm"]], marker=".", label=stage,

@@ -28,6 +28,6 @@ def test_a_figure_drawn_after_another_trial_is_the_figure_drawn_alone(
     draw(tmp_path / "second.png", 7, after)
     assert (tmp_path / "second.png").read_bytes() == (tmp_path / "alone.png").read_bytes()
     assert (tmp_path / "first.png").read_bytes() != (tmp_path / "alone.png").read_bytes()
-    fig, axes = _notes._canvas("curve" if draw is _notes.curve_png else "gradients")
+    fig, axes = _notes._canvas("losses" if draw is _notes.curve_png else "norms")
     lines = [line for ax in axes for line in ax.lines]
     assert len(lines) == (3 if draw is _notes.curve_png else len(after["stages"]))
