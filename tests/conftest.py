@@ -94,7 +94,8 @@ def _workers_output() -> Path:
     A worker writes its messages to the streams its fork server started with; this way they
     reach the test that ran it (see :func:`hpo_here`), not pytest's capture of whichever test
     happened to start the server. Started by the product's own :func:`worker_context`, so the
-    server preloads what the workers' server always does."""
+    server preloads what the workers' server of a pool on PostgreSQL does (the tests' workers
+    run on journal files and PostgreSQL alike)."""
     import multiprocessing.forkserver
 
     from hpo.worker._pool import worker_context
@@ -106,7 +107,7 @@ def _workers_output() -> Path:
     os.dup2(fd, 1)
     os.dup2(fd, 2)
     try:
-        worker_context()
+        worker_context(PG_URL)
         multiprocessing.forkserver.ensure_running()
     finally:
         os.dup2(saved[0], 1)

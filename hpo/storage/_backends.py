@@ -229,8 +229,13 @@ for _name in (
     setattr(ResilientRDBStorage, _name, _retrying(_name, getattr(ResilientRDBStorage, _name)))
 
 
-def open_storage(url: str, liveness: Liveness | None = None, *, must_exist: bool = False
-                 ) -> optuna.storages.BaseStorage:
+def is_database(url: str) -> bool:
+    """Whether ``url`` names an RDB storage: a URL, not a gRPC proxy's nor a Redis journal's."""
+    return "://" in url and not url.startswith(("grpc://", "redis"))
+
+
+def open_storage(url: str, liveness: Liveness | None = None, *, must_exist: bool = False,
+                 checked: bool = False) -> optuna.storages.BaseStorage:
     """Opens (creating if needed) the storage at ``url``; a bad URL is a one-line UserError.
 
     Args:
@@ -239,6 +244,9 @@ def open_storage(url: str, liveness: Liveness | None = None, *, must_exist: bool
         must_exist: the commands that only read (status, report, export, dashboard, ...)
             refuse a journal file that does not exist instead of creating an empty one, so a
             mistyped path says so.
+        checked: a database's tables and schema version were created and checked already, by
+            the command that started this worker: Optuna's checks (several round trips and
+            queries) are skipped.
     """
     shown = redact(url)
     if "://" not in url:
@@ -264,7 +272,7 @@ def open_storage(url: str, liveness: Liveness | None = None, *, must_exist: bool
         if not host or not port.isdigit():
             raise UserError(f"storage {shown}: expected grpc://HOST:PORT")
         return _grpc_proxy(host, int(port), shown)
-    if url.startswith("redis"):
+    if not is_database(url):  # redis
         return optuna.storages.JournalStorage(optuna.storages.journal.JournalRedisBackend(url))
     engine_kwargs: dict[str, Any] = {}
     if url.startswith(("postgres", "mysql")):
@@ -277,7 +285,9 @@ def open_storage(url: str, liveness: Liveness | None = None, *, must_exist: bool
                      "grace_period": liveness.grace_period,
                      "heartbeat_stale_trial_callback": liveness.retry_callback()}
     try:
-        storage = ResilientRDBStorage(driver_url(url), engine_kwargs=engine_kwargs, **heartbeat)
+        storage = ResilientRDBStorage(driver_url(url), engine_kwargs=engine_kwargs,
+                                      skip_table_creation=checked,
+                                      skip_compatibility_check=checked, **heartbeat)
         if liveness is not None:
             heartbeat["heartbeat_stale_trial_callback"].storage = storage
         return storage

@@ -114,13 +114,13 @@ def run_worker(plan: WorkerPlan, stop_flag: StopFlag | None = None) -> int:
         stop_flag.install()
     if plan.threads:
         torch.set_num_threads(plan.threads)
-    plain = open_storage(plan.storage_url)
+    plain = open_storage(plan.storage_url, checked=True)  # by the command that started us
     created, spec = load_spec_from_study(plain, plan.storage_url, plan.study_name)
     uid = created.user_attrs.get(record.STUDY_UID)
     release(plain)  # reopened below with heartbeats; nothing reads through it again
     seed = sampler_seed(spec.seed, plan.seeded, shared=SAMPLERS[spec.sampler].shared_seed)
-    worker = _Worker(spec, open_storage(plan.storage_url, spec.liveness), plan.study_name,
-                     stop_flag, seed)
+    worker = _Worker(spec, open_storage(plan.storage_url, spec.liveness, checked=True),
+                     plan.study_name, stop_flag, seed)
     if plan.checkpoint_dir is not None:
         worker.keep_checkpoints(Path(plan.checkpoint_dir), uid)
     return worker.run(plan.n_trials or spec.n_trials, plan.timeout)
