@@ -12,7 +12,7 @@ import alembic.config  # noqa: F401
 import alembic.migration  # noqa: F401
 import alembic.script  # noqa: F401
 import optuna.storages._rdb.models  # noqa: F401
-import psycopg2  # noqa: F401
+import psycopg2.extras  # noqa: F401  (what SQLAlchemy's dialect imports on connecting)
 import sqlalchemy.dialects.mysql  # noqa: F401
 import sqlalchemy.dialects.postgresql  # noqa: F401
 import sqlalchemy.dialects.sqlite  # noqa: F401

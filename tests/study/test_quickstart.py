@@ -1,4 +1,5 @@
-"""The README's main job, run for real: studies/quickstart.toml with two workers."""
+"""The README's main job, run for real: studies/quickstart.toml with two workers (the
+command's own code in this process; tests/test_cli.py runs the command in a process of its own)."""
 
 from __future__ import annotations
 
@@ -8,13 +9,13 @@ import optuna
 from optuna.trial import TrialState
 
 from hpo.storage._backends import open_storage
-from tests.conftest import REPO, run_hpo
+from tests.conftest import REPO, hpo_here
 
 
 def test_quickstart_meets_its_promises(tmp_path: Path) -> None:
     storage = str(tmp_path / "quickstart.journal")
-    result = run_hpo("launch", str(REPO / "studies" / "quickstart.toml"), "--workers", "2",
-                     "--storage", storage, cwd=tmp_path, timeout=600)
+    result = hpo_here("launch", str(REPO / "studies" / "quickstart.toml"), "--workers", "2",
+                      "--storage", storage, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     study = optuna.load_study(study_name="quickstart", storage=open_storage(storage))
     trials = study.get_trials()

@@ -49,3 +49,41 @@ def test_postgres_storage_opens(pg_url: str) -> None:
 
     storage = open_storage(pg_url)
     assert isinstance(storage, optuna.storages.RDBStorage)
+
+
+def test_a_database_pools_fork_server_preloads_all_that_opening_the_storage_imports(
+        pg_url: str) -> None:
+    """A worker forked from the server of a pool on PostgreSQL opens its storage (as a worker
+    does: tables and schema already checked, heartbeats on) and imports nothing more from
+    SQLAlchemy, Alembic, Optuna's RDB storage or the driver: each worker paid about 0.9 s of
+    CPU for those imports before they were preloaded. A fresh interpreter, so that what this
+    test process imported before does not count."""
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    code = f"""
+import importlib, sys
+import multiprocessing.forkserver as fs
+from hpo.worker._pool import worker_context
+from hpo.storage._backends import open_storage
+from hpo.storage._lineage import Liveness
+worker_context("hpo.journal")
+journal = list(fs._forkserver._preload_modules)
+worker_context({pg_url!r})
+rdb = [m for m in fs._forkserver._preload_modules if m not in journal]
+assert rdb, "a database pool preloads nothing more than a journal file's"
+for name in rdb:
+    importlib.import_module(name)
+before = set(sys.modules)
+storage = open_storage({pg_url!r}, Liveness(heartbeat_interval=1, grace_period=4),
+                       checked=True)
+storage.get_all_studies()
+roots = ("sqlalchemy", "alembic", "mako", "pygments", "psycopg2", "optuna.storages._rdb")
+print(sorted(m for m in set(sys.modules) - before if m.startswith(roots)))
+"""
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == "[]", result.stdout
