@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import functools
 import glob
@@ -103,6 +104,7 @@ def _workers_output() -> Path:
     assert multiprocessing.forkserver._forkserver._forkserver_pid is None, \
         "the test process's fork server started before hpo_here: its workers' output is lost"
     fd, name = tempfile.mkstemp(prefix="hpo-workers-", suffix=".log")
+    atexit.register(os.unlink, name)
     saved = os.dup(1), os.dup(2)
     os.dup2(fd, 1)
     os.dup2(fd, 2)
