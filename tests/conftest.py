@@ -7,6 +7,7 @@ import contextlib
 import functools
 import glob
 import io
+import multiprocessing.process
 import os
 import shutil
 import socket
@@ -152,6 +153,53 @@ def hpo_here(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
             theirs = f.read()
     return subprocess.CompletedProcess(["hpo", *args], code, out.getvalue(),
                                        err.getvalue() + theirs)
+
+
+@dataclass
+class ForkedWorker:
+    """One worker process of ``hpo worker``, forked from this test process's fork server."""
+
+    process: multiprocessing.process.BaseProcess
+    log: Path
+
+    @property
+    def pid(self) -> int:
+        assert self.process.pid is not None
+        return self.process.pid
+
+    def wait(self, timeout: float = 120) -> int:
+        """Its exit status once it ended (a negative signal number when a signal ended it)."""
+        self.process.join(timeout)
+        assert self.process.exitcode is not None, f"worker {self.pid} still runs"
+        return self.process.exitcode
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+
+def fork_worker(tmp: Path, url: str, name: str) -> ForkedWorker:
+    """A worker on study ``name``, as ``hpo worker --study NAME --storage URL --checkpoint-dir
+    TMP/ckpt`` runs it: the pool's worker entry point (:func:`hpo.worker._entry.worker_main`)
+    with the plan the command gives its one worker, in a process forked from the fork server
+    that :func:`hpo_here`'s workers fork from.
+
+    For tests that kill, stop or signal a worker while it trains: the process is the real
+    worker, without the 7 s of CPU that a new ``hpo worker`` command costs on the 2-core
+    machine (its interpreter, torch, its own fork server). Its messages go to a log of its own
+    (:meth:`ForkedWorker.output`). Tests of the command's own process (its start-up, its pool,
+    its exit status) run the real command (:func:`run_hpo`)."""
+    from hpo.worker._plan import WorkerPlan
+    from hpo.worker._pool import worker_context
+    from hpo.worker._worker import default_threads
+    from tests import _victim
+
+    _workers_output()  # the server, started once with this process's preload
+    plan = WorkerPlan(url, name, str((tmp / "ckpt").absolute()), threads=default_threads(1))
+    log = tmp / f"worker-{uuid.uuid4().hex[:8]}.log"
+    process = worker_context(PG_URL).Process(target=_victim.run, args=(plan, str(log)),
+                                             name="hpo-worker-0")
+    process.start()
+    return ForkedWorker(process, log)
 
 
 @functools.cache

@@ -23,7 +23,15 @@ from hpo.storage._backends import (
     open_storage,
 )
 from hpo.study._checkpoints import study_folder
-from tests.conftest import REPO, OwnPostgres, hpo_here, storage_at, write_spec
+from tests.conftest import (
+    REPO,
+    ForkedWorker,
+    OwnPostgres,
+    fork_worker,
+    hpo_here,
+    storage_at,
+    write_spec,
+)
 
 FIXED = """
 optimizer = "nesterov"
@@ -76,11 +84,11 @@ def _popen_worker(tmp: Path, url: str, name: str, *extra: str) -> subprocess.Pop
 
 
 def _start_worker(tmp: Path, url: str, name: str, epochs: int, wait_for: int
-                  ) -> tuple[subprocess.Popen[str], optuna.trial.FrozenTrial]:
+                  ) -> tuple[ForkedWorker, optuna.trial.FrozenTrial]:
     """A one-trial slow study, one worker on it, and its trial once it reported ``wait_for``
     epochs: the starting point of every fault below."""
     _create(tmp, _slow_spec(tmp, epochs=epochs), url, name)
-    worker = _popen_worker(tmp, url, name)
+    worker = fork_worker(tmp, url, name)
     return worker, _wait_for_epochs(url, name, wait_for)
 
 
@@ -139,7 +147,7 @@ def test_killed_worker_trial_resumes_from_its_checkpoint_with_the_same_result(
 ) -> None:
     url, name = pg_study
     victim, killed = _start_worker(tmp_path, url, name, epochs=4, wait_for=2)
-    os.killpg(victim.pid, signal.SIGKILL)  # the machine dies: no handler runs
+    os.kill(victim.pid, signal.SIGKILL)  # the machine dies: no handler runs
     victim.wait()
     time.sleep(0.5)
     assert len(_study(url, name).trials[killed.number].intermediate_values) == 2
@@ -167,9 +175,9 @@ def test_sigterm_checkpoints_exits_0_and_another_worker_resumes(tmp_path, pg_stu
     url, name = pg_study
     worker, first = _start_worker(tmp_path, url, name, epochs=3, wait_for=1)
     sent = time.monotonic()
-    os.killpg(worker.pid, signal.SIGTERM)  # what Slurm and Kubernetes send on preemption
-    _, err = worker.communicate(timeout=30)
-    assert worker.returncode == 0 and time.monotonic() - sent < 30, err[-3000:]
+    os.kill(worker.pid, signal.SIGTERM)  # what Slurm and Kubernetes send on preemption
+    code = worker.wait(30)
+    assert code == 0 and time.monotonic() - sent < 30, worker.output()[-3000:]
     trials = _study(url, name).get_trials()
     assert trials[first.number].state == TrialState.FAIL
     assert "checkpointed and queued to resume" in trials[first.number].user_attrs["stop_reason"]
@@ -192,13 +200,13 @@ def test_a_late_worker_whose_trial_was_retried_writes_nothing_and_says_so_in_one
         tmp_path, pg_study) -> None:
     url, name = pg_study
     late, frozen = _start_worker(tmp_path, url, name, epochs=3, wait_for=1)
-    os.killpg(late.pid, signal.SIGSTOP)  # a long GC pause, a swapped-out VM, a network split
+    os.kill(late.pid, signal.SIGSTOP)  # a long GC pause, a swapped-out VM, a network split
     try:
         _run_worker(tmp_path, url, name)  # fails the silent trial and completes its retry
     finally:
-        os.killpg(late.pid, signal.SIGCONT)
-    _, err = late.communicate(timeout=120)
-    assert late.returncode == 0, err[-3000:]
+        os.kill(late.pid, signal.SIGCONT)
+    code, err = late.wait(), late.output()
+    assert code == 0, err[-3000:]
     assert "Traceback" not in err and "UpdateFinishedTrialError" not in err, err[-3000:]
     dropped = [line for line in err.splitlines() if "dropped" in line]
     assert len(dropped) == 1 and "declared stale by another worker" in dropped[0], err[-3000:]
@@ -253,12 +261,12 @@ def test_sigterm_during_start_up_exits_0(tmp_path, pg_study, delay: float) -> No
 def test_a_corrupt_newest_checkpoint_falls_back_to_the_one_before(tmp_path, pg_study) -> None:
     url, name = pg_study
     victim, hit = _start_worker(tmp_path, url, name, epochs=4, wait_for=2)
-    os.killpg(victim.pid, signal.SIGSTOP)  # hold it still while its checkpoint is damaged
+    os.kill(victim.pid, signal.SIGSTOP)  # hold it still while its checkpoint is damaged
     folder = _checkpoints(tmp_path / "ckpt", url, name)
     newest = folder / f"trial-{hit.number}.pt"
     assert (folder / f"trial-{hit.number}.prev.pt").exists()
     newest.write_bytes(os.urandom(4096))
-    os.killpg(victim.pid, signal.SIGKILL)
+    os.kill(victim.pid, signal.SIGKILL)
     victim.wait()
 
     result = hpo_here("worker", "--study", name, "--storage", url,
@@ -305,8 +313,8 @@ def test_a_claimed_retry_whose_worker_died_before_its_heartbeat_is_queued_again(
         tmp_path, pg_study) -> None:
     url, name = pg_study
     worker, first = _start_worker(tmp_path, url, name, epochs=3, wait_for=2)
-    os.killpg(worker.pid, signal.SIGTERM)  # checkpointed; its retry is queued
-    worker.communicate(timeout=60)
+    os.kill(worker.pid, signal.SIGTERM)  # checkpointed; its retry is queued
+    assert worker.wait() == 0, worker.output()[-3000:]
     storage = open_storage(url)
     (queued,) = _study(url, name).get_trials(states=(TrialState.WAITING,))
     # A worker pops the retry and dies before its first heartbeat (or loses the reply).
@@ -432,7 +440,7 @@ def test_status_lists_studies_and_running_trials(tmp_path, pg_study) -> None:
     url, name = pg_study
     spec = _slow_spec(tmp_path, epochs=3)
     _create(tmp_path, spec, url, name)
-    worker = _popen_worker(tmp_path, url, name)
+    worker = fork_worker(tmp_path, url, name)
     try:
         _wait_for_epochs(url, name, 1)
         result = hpo_here("status", "--storage", url, "--study", name, cwd=tmp_path)
@@ -442,8 +450,8 @@ def test_status_lists_studies_and_running_trials(tmp_path, pg_study) -> None:
         listing = hpo_here("status", "--storage", url, cwd=tmp_path).stdout
         assert name in listing and "hpo spec" in listing
     finally:
-        os.killpg(worker.pid, signal.SIGTERM)
-        worker.communicate(timeout=30)
+        os.kill(worker.pid, signal.SIGTERM)
+        worker.wait(30)
 
 
 @pytest.mark.parametrize("case", ["unreachable", "unknown-role", "unknown-study",
@@ -495,9 +503,8 @@ def test_a_crafted_checkpoint_is_refused_by_a_real_retry_and_runs_nothing(
 
     url, name = pg_study
     worker, first = _start_worker(tmp_path, url, name, epochs=3, wait_for=1)
-    os.killpg(worker.pid, signal.SIGTERM)  # checkpointed, retry queued
-    _, err = worker.communicate(timeout=30)
-    assert worker.returncode == 0, err[-3000:]
+    os.kill(worker.pid, signal.SIGTERM)  # checkpointed, retry queued
+    assert worker.wait(30) == 0, worker.output()[-3000:]
     folder = _checkpoints(tmp_path / "ckpt", url, name)
     marker = tmp_path / "pwned"
     planted = sorted(folder.glob("trial-*.pt"))

@@ -5,8 +5,6 @@ from __future__ import annotations
 import os
 import random
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -20,7 +18,7 @@ from hpo.storage._backends import open_storage
 from hpo.storage._lineage import continue_chain
 from hpo.study._promotion import AshaPruner, in_top, promote_due, rung_epochs
 from hpo.training import TrainConfig, load_data, train
-from tests.conftest import REPO, hpo_here, write_spec
+from tests.conftest import fork_worker, hpo_here, write_spec
 
 # One optimizer and schedule; only the learning rate is searched, so the test can enqueue a
 # good, a middling and two hopeless rates and know how rung 1 ranks them.
@@ -137,11 +135,7 @@ def _kill_during_promotion(tmp: Path, url: str, name: str) -> None:
                                     "grace_period = 4\n")
     spec.write_text(text.replace('width = 4', 'width = 32'))  # ~1 s an epoch: time to kill
     study = _create_with_queue(tmp, url, spec, name)
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "hpo", "worker", "--study", name, "--storage", url,
-         "--checkpoint-dir", str(tmp / "ckpt")], cwd=tmp, stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True, start_new_session=True,
-        env={**os.environ, "PYTHONPATH": str(REPO)})
+    worker = fork_worker(tmp, url, name)
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline:
         running = study.get_trials(states=(TrialState.RUNNING,))
@@ -150,7 +144,7 @@ def _kill_during_promotion(tmp: Path, url: str, name: str) -> None:
         time.sleep(0.05)
     else:
         raise AssertionError("no promotion ran")
-    os.killpg(worker.pid, signal.SIGKILL)
+    os.kill(worker.pid, signal.SIGKILL)
     worker.wait()
     again = hpo_here("worker", "--study", name, "--storage", url, "--checkpoint-dir",
                      str(tmp / "ckpt"), cwd=tmp)
