@@ -109,12 +109,25 @@ def _canvas(kind: Literal["losses", "norms"]) -> tuple[Figure, tuple[Axes, ...]]
         axes = (fig.subplots(),)
         fig.subplots_adjust(left=0.14, right=0.97, bottom=0.14, top=0.91)
         axes[0].set_yscale("log")
+        axes[0].set_ylabel("gradient L2 norm (RMS over steps)")
         # plain-text tick labels: the default's mathtext (10^-2) is parsed anew on each draw
         axes[0].yaxis.set_major_formatter(ticker.LogFormatter())
         axes[0].yaxis.set_minor_formatter(ticker.LogFormatter(labelOnlyBase=False))
     for ax in axes:  # epochs are whole numbers, also when a pruned trial ran one or two
         ax.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))
+        ax.set_xlabel("epoch")
     return fig, axes
+
+
+def _titled(ax: Axes, title: str) -> None:
+    """The title at a fixed height: placed automatically, it is placed anew on every draw
+    from the extents of everything above the axes (a fifth of the figure's drawing time)."""
+    ax.set_title(title, y=1.0)
+
+
+def _save(fig: Figure, path: Path) -> None:
+    """A PNG at zlib's fastest level: the same pixels, a few kB larger, half the encoding."""
+    fig.savefig(path, pil_kwargs={"compress_level": 1})
 
 
 def _cleared(kind: Literal["losses", "norms"]) -> tuple[Figure, tuple[Axes, ...]]:
@@ -134,12 +147,12 @@ def curve_png(path: Path, number: int, curve: dict[str, list[float]]) -> None:
     fig, (ax1, ax2) = _cleared("losses")
     epochs = range(1, len(curve["val_accuracy"]) + 1)
     ax1.plot(epochs, curve["val_accuracy"], marker="o", color="C0")
-    ax1.set(title=f"trial {number}: validation accuracy", xlabel="epoch")
+    _titled(ax1, f"trial {number}: validation accuracy")
     ax2.plot(epochs, curve["train_loss"], label="train", color="C0")
     ax2.plot(epochs, curve["val_loss"], label="validation", color="C1")
-    ax2.set(title="loss", xlabel="epoch")
+    _titled(ax2, "loss")
     ax2.legend()
-    fig.savefig(path)
+    _save(fig, path)
 
 
 def gradients_png(path: Path, number: int, gradients: dict[str, Any]) -> None:
@@ -149,10 +162,9 @@ def gradients_png(path: Path, number: int, gradients: dict[str, Any]) -> None:
     for i, stage in enumerate(gradients["stages"]):
         ax.plot(epochs, [row[i] for row in gradients["grad_norm"]], marker=".", label=stage,
                 color=f"C{i % 10}")
-    ax.set(title=f"trial {number}: gradient norm per stage", xlabel="epoch",
-           ylabel="gradient L2 norm (RMS over steps)")
+    _titled(ax, f"trial {number}: gradient norm per stage")
     ax.legend(fontsize=7)
-    fig.savefig(path)
+    _save(fig, path)
 
 
 def attach(trial: optuna.Trial, store: optuna.artifacts.FileSystemArtifactStore | None,
