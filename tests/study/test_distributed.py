@@ -217,21 +217,21 @@ def test_a_late_worker_whose_trial_was_retried_writes_nothing_and_says_so_in_one
 
 
 def test_a_killed_launch_on_the_journal_file_is_resumed_by_the_next_launch(tmp_path) -> None:
-    """SIGKILL of the whole `hpo launch` process group (OOM killer, kill -9 of a batch job):
-    the journal has no heartbeat, so the relaunch must see that nobody owns the trial."""
+    """SIGKILL of the worker of an `hpo launch` (the OOM killer; kill -9 of a batch job kills
+    its pool too): the journal has no heartbeat, so the relaunch must see that nobody owns
+    the trial."""
     spec = _slow_spec(tmp_path, epochs=4)
     journal = str(tmp_path / "hpo.journal")
-    launch = subprocess.Popen(
-        [sys.executable, "-m", "hpo", "launch", str(spec)], cwd=tmp_path,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
-        env={**os.environ, "PYTHONPATH": str(REPO)})
+    _create(tmp_path, spec, journal, "tiny")
+    worker = fork_worker(tmp_path, journal, "tiny")
     killed = _wait_for_epochs(journal, "tiny", 2)
-    os.killpg(launch.pid, signal.SIGKILL)
-    launch.wait()
+    os.kill(worker.pid, signal.SIGKILL)
+    worker.wait()
     time.sleep(0.5)
     assert _study(journal, "tiny").trials[killed.number].state == TrialState.RUNNING
 
-    again = hpo_here("launch", str(spec), cwd=tmp_path)
+    again = hpo_here("launch", str(spec), "--checkpoint-dir", str(tmp_path / "ckpt"),
+                     cwd=tmp_path)
     assert again.returncode == 0, again.stderr[-3000:]
     trials = _study(journal, "tiny").get_trials()
     assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
@@ -286,7 +286,7 @@ def test_an_unwritable_checkpoint_directory_is_a_warning_and_checkpoints_come_ba
     url, name = pg_study
     spec = _slow_spec(tmp_path, epochs=4, n_trials=2)
     _create(tmp_path, spec, url, name)
-    workers = _popen_worker(tmp_path, url, name, "--workers", "2")
+    workers = [fork_worker(tmp_path, url, name) for _ in range(2)]
     first = _wait_for_epochs(url, name, 1)
     folder = _checkpoints(tmp_path / "ckpt", url, name)
     away = folder.with_name(folder.name + ".away")
@@ -298,8 +298,9 @@ def test_an_unwritable_checkpoint_directory_is_a_warning_and_checkpoints_come_ba
         time.sleep(0.1)
     folder.unlink()
     away.rename(folder)
-    _, err = workers.communicate(timeout=300)
-    assert workers.returncode == 0, err[-3000:]
+    codes = [w.wait(300) for w in workers]
+    err = "".join(w.output() for w in workers)
+    assert codes == [0, 0], err[-3000:]
     assert "Traceback" not in err, err[-3000:]
     assert 1 <= err.count("cannot write") <= 2 and "writable again" in err, err[-3000:]
     trials = _study(url, name).get_trials()

@@ -31,11 +31,14 @@ def _spec(tmp: Path, **replace: str) -> Path:
 
 
 def test_the_example_runs_reports_exports_and_retrains_in_a_new_process(tmp_path) -> None:
-    launch = run_hpo("launch", str(_spec(tmp_path)), cwd=tmp_path, env=ENV)
+    # the study, its report and its export through the command line's code in this process
+    # (the repository is on its path, as on ENV's); the retrain in a new one, which imports
+    # the example's code by its import path alone
+    launch = hpo_here("launch", str(_spec(tmp_path)), cwd=tmp_path)
     assert launch.returncode == 0, launch.stderr[-3000:]
-    report = run_hpo("report", "own-model", cwd=tmp_path, env=ENV)
+    report = hpo_here("report", "own-model", cwd=tmp_path)
     assert report.returncode == 0 and "stage1" in report.stdout and "stage2" in report.stdout
-    export = run_hpo("export", "own-model", "--out", "exports", cwd=tmp_path, env=ENV)
+    export = hpo_here("export", "own-model", "--out", "exports", cwd=tmp_path)
     assert export.returncode == 0, export.stderr
     (path,) = (tmp_path / "exports").glob("*.yaml")
     doc = yaml.safe_load(path.read_text())

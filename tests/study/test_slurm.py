@@ -166,8 +166,9 @@ def test_the_sbatch_script_runs_a_study_through_cancellation_and_time_limit(
     task = f"{slurm_env['SLURM_ARRAY_JOB_ID']}_{slurm_env['SLURM_ARRAY_TASK_ID']}"
     subprocess.run(["scancel", "--signal=TERM", "--full", task], env=env, check=True,
                    timeout=30)
-    # a third worker whose time limit ends it: SIGTERM 45 s before the 1-minute limit
-    limited = _sbatch(env, tmp_path, study_name, "--time=1", "--signal=B:TERM@45")
+    # a third worker whose time limit ends it: SIGTERM 55 s before the 1-minute limit (or
+    # sooner: Slurm signals up to a minute early), long before the study ends
+    limited = _sbatch(env, tmp_path, study_name, "--time=1", "--signal=B:TERM@55")
 
     deadline = time.monotonic() + 300
     while subprocess.run(["squeue", "-h"], env=env, text=True, capture_output=True).stdout:
