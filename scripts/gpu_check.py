@@ -145,8 +145,10 @@ def main() -> int:
     }
     started = time.monotonic()
 
+    # in the dry run every test is skipped: one test process, not the suite's two
     ok, text = run_step("tests", [py, "-m", "pytest", "-m", "cuda", "-q", "-p",
-                                  "no:cacheprovider", "tests/cuda"], out, LIMITS["tests"] * scale)
+                                  "no:cacheprovider", *(["-n", "0"] if dry else []),
+                                  "tests/cuda"], out, LIMITS["tests"] * scale)
     summary = re.findall(r"(\d+) (passed|failed|skipped|error)", text)
     figures.update({f"cuda_tests_{word}": n for n, word in summary})
     figures["tests_ok"] = str(int(ok))
