@@ -63,8 +63,8 @@ optimizer = ["sgd", "nesterov", "adamw"]
 schedule = ["cosine", "onecycle"]
 """
 
-# (step, seconds it may take) on the GPU, and in the dry run, which takes a fraction of each when
-# alone but runs beside the test suite in CI (.ci/run).
+# (step, seconds it may take) on the GPU; the dry run takes a fraction of each, but shares
+# the CPU with whatever else a CI machine runs.
 LIMITS = {"tests": 120, "throughput": 75, "packing": 120, "launch": 150}
 
 
