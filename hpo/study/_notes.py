@@ -170,14 +170,20 @@ def gradients_png(path: Path, number: int, gradients: dict[str, Any]) -> None:
 def attach(trial: optuna.Trial, store: optuna.artifacts.FileSystemArtifactStore | None,
            config: dict[str, Any], curve: dict[str, list[float]], stop_reason: str,
            metric: str, about: str = "", gradients: dict[str, Any] | None = None) -> None:
-    """Saves the note and, with an artifact store, uploads the curve and gradient figures."""
+    """Saves the note and, with an artifact store, uploads the curve and gradient figures.
+
+    Figures only for a trial that ran two epochs or more: one epoch's "curve" is a single
+    point, whose numbers the note already gives (and the dashboard's own chart of intermediate
+    values shows). Most trials a pruner stops at its first rung are such; drawing their two
+    PNGs cost about as much CPU as training them, on the digits data.
+    """
     import warnings
 
     from optuna_dashboard import save_note
 
     save_note(trial, note_markdown(trial.number, config, curve, stop_reason, metric, about,
                                    gradients))
-    if store is None or not curve["val_accuracy"]:
+    if store is None or len(curve["val_accuracy"]) < 2:
         return
     with tempfile.TemporaryDirectory() as tmp:
         paths = [Path(tmp) / f"curve-trial-{trial.number}.png"]

@@ -31,3 +31,24 @@ def test_a_figure_drawn_after_another_trial_is_the_figure_drawn_alone(
     fig, axes = _notes._canvas("losses" if draw is _notes.curve_png else "norms")
     lines = [line for ax in axes for line in ax.lines]
     assert len(lines) == (3 if draw is _notes.curve_png else len(after["stages"]))
+
+
+@pytest.mark.parametrize("epochs", [1, 2])
+def test_a_trial_of_one_epoch_leaves_its_note_and_no_figure(tmp_path: Path, epochs: int) -> None:
+    import optuna
+    from optuna.artifacts import FileSystemArtifactStore, get_all_artifact_meta
+    from optuna_dashboard import get_note
+
+    study = optuna.create_study()
+    trial = study.ask()
+    curve = {k: v[:epochs] for k, v in LONG.items()}
+    gradients = {**FIVE, "grad_norm": FIVE["grad_norm"][:epochs], "ratio": [0.2, 0.2][:epochs],
+                 "state": ["", ""][:epochs], "update_ratio": [[1e-3] * 5] * epochs}
+    (tmp_path / "artifacts").mkdir()
+    _notes.attach(trial, FileSystemArtifactStore(tmp_path / "artifacts"), {"optimizer": "sgd"},
+                  curve, "completed", "val_accuracy 0.5", gradients=gradients)
+    assert get_note(trial).startswith(f"## Trial {trial.number}")
+    assert f"{epochs} epochs; val accuracy" in get_note(trial)
+    names = sorted(a.filename for a in get_all_artifact_meta(trial))
+    assert names == ([] if epochs == 1 else [f"curve-trial-{trial.number}.png",
+                                             f"gradients-trial-{trial.number}.png"])
