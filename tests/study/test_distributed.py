@@ -358,7 +358,7 @@ def test_postgresql_restart_mid_study_loses_nothing(tmp_path, own_pg: OwnPostgre
                                                     study_name: str) -> None:
     """The server restarts (its own, so that no other test loses its connections)."""
     url, name = own_pg.url, study_name
-    spec = _slow_spec(tmp_path, epochs=3, n_trials=4, search=FIXED)
+    spec = _slow_spec(tmp_path, epochs=2, n_trials=4, search=FIXED)
     _create(tmp_path, spec, url, name)
     workers = _popen_worker(tmp_path, url, name, "--workers", "2")
     _wait_for_epochs(url, name, 1)
