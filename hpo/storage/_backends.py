@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import optuna
+import sqlalchemy.event
 import sqlalchemy.exc
 from optuna.trial import TrialState
 
@@ -39,6 +40,11 @@ POOL_SIZE, MAX_OVERFLOW = 1, 1
 CONNECTIONS_PER_PROCESS = POOL_SIZE + MAX_OVERFLOW
 # How long a storage call keeps retrying a lost database before giving up, in seconds.
 RETRY_FOR_S = float(os.environ.get("HPO_DB_RETRY_S", "600"))
+# A transaction left idle this long is ended by PostgreSQL (idle_in_transaction_session_timeout):
+# a worker frozen inside a write (SIGSTOP, a swapped-out VM, a network split) holds its trial's
+# row lock, which every other worker's stale-trial check waits on; without a bound, forever.
+# Optuna's transactions last milliseconds, so only a frozen process ever reaches it.
+IDLE_TRANSACTION_S = 10.0
 
 _log = logging.getLogger("hpo.storage")
 T = TypeVar("T")
@@ -136,6 +142,31 @@ class ResilientRDBStorage(optuna.storages.RDBStorage):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._heartless_since: dict[int, float] = {}
+        self._bound_idle_transactions()
+
+    def __setstate__(self, state: dict[Any, Any]) -> None:
+        super().__setstate__(state)
+        self._bound_idle_transactions()
+
+    def _bound_idle_transactions(self) -> None:
+        """Has the server end this storage's transactions once idle for ``IDLE_TRANSACTION_S``.
+
+        A frozen process finds its connection closed when it runs again: an error its storage
+        calls retry like a restart's, so the write is made again or, if its trial was failed
+        meanwhile, refused. Set per connection rather than in the URL's ``options``, which
+        poolers such as PgBouncer refuse and which a user's own ``options`` would replace.
+        """
+        if self.engine.dialect.name != "postgresql":
+            return
+        setting = f"SET idle_in_transaction_session_timeout = {int(IDLE_TRANSACTION_S * 1000)}"
+
+        def bound(dbapi_connection: Any, _record: Any) -> None:
+            with dbapi_connection.cursor() as cursor:
+                cursor.execute(setting)
+            dbapi_connection.commit()
+
+        sqlalchemy.event.listen(self.engine, "connect", bound)
+        self.engine.dispose()  # the connections that checked the schema were made without it
 
     def annotate_finished(self, trial_id: int, key: str, value: Any) -> None:
         """Sets a user attribute of a trial even when it has finished.

@@ -1,10 +1,17 @@
+import time
 from pathlib import Path
 
 import pytest
 
 from hpo.cli import main
 from hpo.errors import UserError
-from hpo.storage._backends import DEFAULT_STORAGE, open_storage, redact, resolve_url
+from hpo.storage._backends import (
+    DEFAULT_STORAGE,
+    IDLE_TRANSACTION_S,
+    open_storage,
+    redact,
+    resolve_url,
+)
 from tests.conftest import write_spec
 
 
@@ -87,3 +94,38 @@ print(sorted(m for m in set(sys.modules) - before if m.startswith(roots)))
                             text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip() == "[]", result.stdout
+
+
+@pytest.mark.timeout(90, method="thread")  # a signal cannot interrupt the driver's wait
+def test_a_frozen_workers_open_transaction_stalls_the_others_for_seconds_not_forever(
+        pg_url: str, study_name: str) -> None:
+    """A worker stopped inside a write (SIGSTOP, a swapped-out VM, a network split) holds the
+    trial's row lock; the next worker's stale-trial check must fail that trial, and waited on
+    the lock forever (CI: a 600 s hang) until the server ended such transactions."""
+    import optuna
+    import sqlalchemy
+    from optuna.storages._rdb import models
+    from optuna.trial import TrialState
+
+    frozen, other = open_storage(pg_url), open_storage(pg_url)
+    study = optuna.create_study(study_name=study_name, storage=frozen)
+    try:
+        trial_id = study.ask()._trial_id  # noqa: SLF001
+        conn = frozen.engine.connect()
+        lock = sqlalchemy.select(models.TrialModel).where(
+            models.TrialModel.trial_id == trial_id).with_for_update()
+        conn.execute(lock)  # what set_user_attr does first; then the process freezes
+        started = time.monotonic()
+        other.set_trial_state_values(trial_id, TrialState.FAIL)
+        waited = time.monotonic() - started
+        assert waited < IDLE_TRANSACTION_S + 5, waited
+        assert other.get_trial(trial_id).state == TrialState.FAIL
+        # The frozen process, once it runs again, finds its connection gone (an error that
+        # storage calls retry), and its next write to the failed trial is refused.
+        with pytest.raises(sqlalchemy.exc.OperationalError):
+            conn.execute(sqlalchemy.select(1))
+        conn.invalidate()
+        with pytest.raises(optuna.exceptions.UpdateFinishedTrialError):
+            frozen.set_trial_user_attr(trial_id, "late", 1)
+    finally:
+        optuna.delete_study(study_name=study_name, storage=other)
