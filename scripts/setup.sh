@@ -1,6 +1,12 @@
 #!/usr/bin/env bash
 # Creates .venv in the repository (once) and installs hpo with its test tools into it.
-# Re-running is cheap: pip is skipped while pyproject.toml is unchanged since the last install.
+# Re-running is cheap: the install is skipped while pyproject.toml is unchanged since the last.
+#
+# uv installs, not pip: the same versions in about a quarter of the time (28 s against 108 s
+# here, most of it torch's 5.5 GB of CUDA wheels, which uv unpacks in parallel). pip installs
+# uv, and hands it this machine's package settings (mirrors, local indexes, find-links,
+# constraints), which uv does not read from pip's configuration; with pip's rule for choosing
+# among indexes (the best version in any), so that both pick the same releases.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3.11}
@@ -8,8 +14,27 @@ PY=${PYTHON:-python3.11}
 stamp=.venv/.hpo-installed
 want=$(sha256sum pyproject.toml | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-  .venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[dev]" 2>&1 \
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check uv 2>&1 \
     | grep -v "is ignored: it is neither a file nor a directory" || true
+  mapfile -t pip_settings < <(.venv/bin/python - <<'EOF'
+import subprocess, sys
+
+listed = subprocess.run([sys.executable, "-m", "pip", "config", "list"],
+                        capture_output=True, text=True).stdout.splitlines()
+rank = {"global": 0, "install": 1, ":env:": 2}  # pip: the environment overrides the files
+found: dict[str, tuple[int, str]] = {}
+for line in listed:
+    key, _, value = line.partition("=")
+    section, _, name = key.rpartition(".")
+    if section in rank and rank[section] >= found.get(name, (-1, ""))[0]:
+        found[name] = (rank[section], value.strip("'\""))
+for name in ("index-url", "extra-index-url", "find-links", "constraint"):
+    for value in found.get(name, (0, ""))[1].split():
+        print(f"--{name}\n{value}")
+EOF
+)
+  .venv/bin/uv pip install --quiet --python .venv/bin/python --compile-bytecode \
+    --index-strategy unsafe-best-match ${pip_settings[@]+"${pip_settings[@]}"} -e ".[dev]"
   .venv/bin/python -c "import hpo, torch, optuna" # fail here, not later, if the install broke
   echo "$want" > "$stamp"
 fi
