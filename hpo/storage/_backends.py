@@ -46,6 +46,11 @@ RETRY_FOR_S = float(os.environ.get("HPO_DB_RETRY_S", "600"))
 # Optuna's transactions last milliseconds, so only a frozen process ever reaches it.
 IDLE_TRANSACTION_S = 10.0
 
+# What a worker says when another worker failed its trial for silence before it could tell
+# the result (it was frozen, swapped out or cut off): the result is not stored.
+LATE_RESULT_DROPPED = ("a late result was dropped: its trial was declared stale by another "
+                       "worker and retried meanwhile")
+
 _log = logging.getLogger("hpo.storage")
 T = TypeVar("T")
 
@@ -105,12 +110,11 @@ def _retrying(name: str, method: Callable[..., T]) -> Callable[..., T]:
             try:
                 return method(self, *args, **kwargs)
             except optuna.exceptions.UpdateFinishedTrialError:
-                # A retried write whose first attempt did commit before the connection broke.
-                if attempt and name == "set_trial_state_values":
-                    trial = self.get_trial(args[0])
-                    if trial.state == kwargs.get("state", args[1] if len(args) > 1 else None):
-                        return True  # type: ignore[return-value]
-                raise
+                settled = (_finished_meanwhile(self, args, kwargs, retried=attempt > 0)
+                           if name == "set_trial_state_values" else None)
+                if settled is None:
+                    raise
+                return settled  # type: ignore[return-value]
             except Exception as e:
                 if not _transient(e) or time.monotonic() > deadline:
                     raise
@@ -121,6 +125,27 @@ def _retrying(name: str, method: Callable[..., T]) -> Callable[..., T]:
                 delay = min(delay * 2, 15.0)
 
     return call
+
+
+def _finished_meanwhile(storage: ResilientRDBStorage, args: tuple[Any, ...],
+                       kwargs: dict[str, Any], retried: bool) -> bool | None:
+    """What ``set_trial_state_values`` returns for a trial that another write has finished.
+
+    A retried write whose first attempt did commit before its reply was lost: True, done. A
+    result (complete or pruned) of a trial that another worker declared stale meanwhile (this
+    one was frozen, or slow, between Optuna's check and its write): dropped with one line, and
+    False ("not updated", as for a lost claim), since Optuna's tell cannot take this error and
+    would stop the worker with an assertion. None for anything else (two workers failing one
+    stale trial): the error is raised, for the caller to decide.
+    """
+    wanted = kwargs.get("state", args[1] if len(args) > 1 else None)
+    stored = storage.get_trial(args[0])
+    if retried and stored.state == wanted:
+        return True
+    if wanted in (TrialState.COMPLETE, TrialState.PRUNED) and stored.state == TrialState.FAIL:
+        _log.warning("%s (trial %d is FAIL)", LATE_RESULT_DROPPED, stored.number)
+        return False
+    return None
 
 
 ORPHAN_REASON = ("orphaned: its creation was stored but the reply was lost with the "

@@ -23,6 +23,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from hpo import record
 from hpo.storage._backends import (
+    LATE_RESULT_DROPPED,
     ResilientRDBStorage,
     heartbeat_enabled,
     open_storage,
@@ -182,8 +183,7 @@ class _Worker:
                     raise
                 if self.locks is not None:
                     self.locks.release_all()  # Optuna skips the callbacks of such a trial
-                _log.warning("a late result was dropped: its trial was declared stale by "
-                             "another worker and retried meanwhile (%s)", e)
+                _log.warning("%s (%s)", LATE_RESULT_DROPPED, e)
         return EXIT_OUT_OF_MEMORY if objective.out_of_memory else 0
 
     def next_step(self) -> bool | None:

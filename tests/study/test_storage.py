@@ -133,3 +133,53 @@ def test_a_frozen_workers_open_transaction_stalls_the_others_for_seconds_not_for
             frozen.set_trial_user_attr(trial_id, "late", 1)
     finally:
         optuna.delete_study(study_name=study_name, storage=other)
+
+
+@pytest.mark.timeout(90, method="thread")
+def test_a_result_told_after_another_worker_failed_the_trial_is_dropped_in_one_line(
+        pg_url: str, study_name: str, caplog) -> None:
+    """The race behind the frozen worker: its trial is declared stale between Optuna's check
+    that the trial still runs and the write of its result. Optuna's tell cannot take the
+    storage's error there (``assert False, "Should not reach."``); the worker died with a
+    traceback. The other worker's write is held until the told result waits on it."""
+    import threading
+
+    import optuna
+    import sqlalchemy
+    from optuna.storages._rdb import models
+    from optuna.trial import TrialState
+
+    late = open_storage(pg_url)
+    study = optuna.create_study(study_name=study_name, storage=late)
+    other = sqlalchemy.create_engine(late.url)
+    locked = threading.Event()
+
+    def declare_stale(trial_id: int) -> None:
+        row = models.TrialModel.trial_id == trial_id
+        waiting = sqlalchemy.text("SELECT count(*) FROM pg_stat_activity "
+                                  "WHERE pg_backend_pid() = ANY(pg_blocking_pids(pid))")
+        with other.begin() as conn:
+            conn.execute(sqlalchemy.select(models.TrialModel).where(row).with_for_update())
+            locked.set()
+            while not conn.execute(waiting).scalar():  # until the result's write waits on us
+                time.sleep(0.01)
+            conn.execute(sqlalchemy.update(models.TrialModel).where(row)
+                         .values(state=TrialState.FAIL))
+
+    def objective(trial: optuna.Trial) -> float:
+        threading.Thread(target=declare_stale, args=(trial._trial_id,)).start()  # noqa: SLF001
+        locked.wait()
+        return 0.5
+
+    try:
+        with caplog.at_level("WARNING", logger="hpo.storage"):
+            study.optimize(objective, n_trials=1)
+        (trial,) = study.get_trials()
+        assert trial.state == TrialState.FAIL and trial.value is None
+        dropped = [r.getMessage() for r in caplog.records if "dropped" in r.getMessage()]
+        assert dropped == [
+            "a late result was dropped: its trial was declared stale by another worker and "
+            "retried meanwhile (trial 0 is FAIL)"], caplog.text
+    finally:
+        other.dispose()
+        optuna.delete_study(study_name=study_name, storage=late)
