@@ -38,7 +38,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from hpo import record  # noqa: E402
-from hpo.storage._backends import CONNECTIONS_PER_PROCESS, driver_url, open_storage  # noqa: E402
+from hpo.storage._backends import driver_url, open_storage  # noqa: E402
+from hpo.storage._rdb import CONNECTIONS_PER_PROCESS  # noqa: E402
 
 DEFAULT_URL = os.environ.get("HPO_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 SPEC = """

@@ -122,7 +122,8 @@ def verdict(url: str, name: str, output: str) -> dict[str, int]:
     from optuna.trial import TrialState
 
     from hpo import record
-    from hpo.storage._backends import ORPHAN_REASON, open_storage
+    from hpo.storage._backends import open_storage
+    from hpo.storage._rdb import ORPHAN_REASON
 
     trials = optuna.load_study(study_name=name, storage=open_storage(url)).get_trials()
     chains: dict[int, list] = {}

@@ -86,7 +86,7 @@ class RetryStale:
     A stale trial was failed by Optuna while its run was silent, so it carries no
     ``stop_reason``; this writes ``no heartbeat for N s on host H; retried as trial M`` on it
     (the storage writes that one attribute on a finished trial, see
-    :meth:`hpo.storage._backends.ResilientRDBStorage.annotate_finished`).
+    :meth:`hpo.storage._rdb.ResilientRDBStorage.annotate_finished`).
     """
 
     def __init__(self, liveness: Liveness) -> None:

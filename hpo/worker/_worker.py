@@ -22,14 +22,9 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from hpo import record
-from hpo.storage._backends import (
-    LATE_RESULT_DROPPED,
-    ResilientRDBStorage,
-    heartbeat_enabled,
-    open_storage,
-    release,
-)
+from hpo.storage._backends import heartbeat_enabled, open_storage, release
 from hpo.storage._ownership import TrialLocks, requeue_unowned
+from hpo.storage._rdb import LATE_RESULT_DROPPED, ResilientRDBStorage
 from hpo.study._checkpoints import CheckpointStore, artifact_store
 from hpo.study._compare import (
     enqueue_finalists,

@@ -15,13 +15,8 @@ import sqlalchemy
 from optuna.trial import TrialState
 
 from hpo.record import STUDY_UID
-from hpo.storage._backends import (
-    CLAIMED_ORPHAN_REASON,
-    CONNECTIONS_PER_PROCESS,
-    ORPHAN_REASON,
-    driver_url,
-    open_storage,
-)
+from hpo.storage._backends import driver_url, open_storage
+from hpo.storage._rdb import CLAIMED_ORPHAN_REASON, CONNECTIONS_PER_PROCESS, ORPHAN_REASON
 from hpo.study._checkpoints import study_folder
 from tests.conftest import (
     REPO,

@@ -5,13 +5,8 @@ import pytest
 
 from hpo.cli import main
 from hpo.errors import UserError
-from hpo.storage._backends import (
-    DEFAULT_STORAGE,
-    IDLE_TRANSACTION_S,
-    open_storage,
-    redact,
-    resolve_url,
-)
+from hpo.storage._backends import DEFAULT_STORAGE, open_storage, redact, resolve_url
+from hpo.storage._rdb import IDLE_TRANSACTION_S
 from tests.conftest import write_spec
 
 
@@ -107,10 +102,10 @@ def test_a_frozen_workers_open_transaction_stalls_the_others_for_seconds_not_for
     from optuna.storages._rdb import models
     from optuna.trial import TrialState
 
-    from hpo.storage import _backends
+    from hpo.storage import _rdb
 
     assert IDLE_TRANSACTION_S == 10  # the README's figure; a shorter bound keeps the test short
-    monkeypatch.setattr(_backends, "IDLE_TRANSACTION_S", 2.0)
+    monkeypatch.setattr(_rdb, "IDLE_TRANSACTION_S", 2.0)
     frozen, other = open_storage(pg_url), open_storage(pg_url)
     study = optuna.create_study(study_name=study_name, storage=frozen)
     try:
