@@ -178,3 +178,19 @@ def test_a_result_told_after_another_worker_failed_the_trial_is_dropped_in_one_l
     finally:
         other.dispose()
         optuna.delete_study(study_name=study_name, storage=late)
+
+
+def test_every_connection_of_a_database_storage_carries_the_bound_also_after_pickling(
+        pg_url: str) -> None:
+    """The bound is set on each new connection; the connections opened while Optuna checked the
+    schema (before it could be) are replaced, and a storage sent to another process (pickled,
+    as Optuna's storages may be) sets it too."""
+    import pickle
+
+    import sqlalchemy
+
+    show = sqlalchemy.text("SHOW idle_in_transaction_session_timeout")
+    fresh = open_storage(pg_url)
+    for storage in (fresh, pickle.loads(pickle.dumps(fresh))):
+        with storage.engine.connect() as a, storage.engine.connect() as b:  # the pool and overflow
+            assert a.execute(show).scalar() == b.execute(show).scalar() == "10s"
