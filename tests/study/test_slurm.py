@@ -167,8 +167,15 @@ def test_the_sbatch_script_runs_a_study_through_cancellation_and_time_limit(
     subprocess.run(["scancel", "--signal=TERM", "--full", task], env=env, check=True,
                    timeout=30)
     # a third worker whose time limit ends it: SIGTERM 55 s before the 1-minute limit (or
-    # sooner: Slurm signals up to a minute early), long before the study ends
-    limited = _sbatch(env, tmp_path, study_name, "--time=1", "--signal=B:TERM@55")
+    # sooner: Slurm signals up to a minute early, at its next check of time limits). On a study
+    # of its own that outlasts any limit: on the array's study it found the study over before
+    # the signal came, when nothing else loaded the machine (10 s after it started).
+    endless = f"{study_name}-limited"
+    spec.write_text(SPEC.replace("n_trials = 8", "n_trials = 10000"))
+    created = hpo_here("create", str(spec), "--storage", pg_url, "--study-name", endless,
+                       cwd=tmp_path)
+    assert created.returncode == 0, created.stderr
+    limited = _sbatch(env, tmp_path, endless, "--time=1", "--signal=B:TERM@55")
 
     deadline = time.monotonic() + 300
     while subprocess.run(["squeue", "-h"], env=env, text=True, capture_output=True).stdout:
@@ -181,14 +188,17 @@ def test_the_sbatch_script_runs_a_study_through_cancellation_and_time_limit(
     assert states and all(s == ("COMPLETED", "0:0") for s in states), (states, logs[-2000:])
     # the time limit's SIGTERM reached the worker (before its first trial, or during one)
     assert "[hpo] stopp" in (tmp_path / f"slurm-{limited}.out").read_text()
+    cut = optuna.load_study(study_name=endless, storage=open_storage(pg_url)).get_trials()
+    assert not [t for t in cut if t.state == TrialState.RUNNING]
+    assert all("checkpointed and queued to resume" in t.user_attrs[record.STOP_REASON]
+               for t in cut if t.state == TrialState.FAIL)
 
     trials = study.get_trials(deepcopy=False)
     assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
     interrupted = trials[victim.number]
     assert interrupted.state == TrialState.FAIL
     assert "checkpointed and queued to resume" in interrupted.user_attrs[record.STOP_REASON]
-    # its chain: retries, each resuming from the checkpoint (the time-limited task may take one
-    # and be stopped in turn); the last one completes
+    # its chain: retries, each resuming from the checkpoint; the last one completes
     *stopped, last = [t for t in trials
                       if t.system_attrs.get(record.FAILED_TRIAL) == victim.number]
     assert last.state == TrialState.COMPLETE
