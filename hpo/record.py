@@ -25,7 +25,8 @@ STUDY_UID = "hpo_uid"  # the study's identity; names its checkpoint folder
 REPLICATE_OF = "replicate_of"  # number of the trial a replicate retrains
 REPLICATE_SEED = "replicate_seed"  # the replicate's training seed
 PROMOTED_FROM = "promoted_from"  # a continuation: the paused trial it resumes (asha pruner)
-LINEAGE = (REPLICATE_OF, REPLICATE_SEED, PROMOTED_FROM)
+BRACKET = "bracket"  # asha's bracket: how many of the first rungs the configuration skips
+LINEAGE = (REPLICATE_OF, REPLICATE_SEED, PROMOTED_FROM, BRACKET)
 
 # --- trial user attributes: how its run went (written afresh by every run)
 CONFIG = "config"  # the resolved TrainConfig as a dict

@@ -35,6 +35,7 @@ defaults report seeds 100-123, which play no part in that choice.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import statistics
@@ -70,7 +71,8 @@ PROBLEMS = {
     # of the batch (16), where the first epoch ranks configurations differently from the last.
     "digits-deep": Problem(ROOT / "studies" / "digits-deep.toml", 0.99, 144, 480),
 }
-METHODS = ("hpo", "optuna", "optuna-hb", "topk", "random")
+METHODS = ("hpo", "optuna", "optuna-hb", "topk", "random", "smac-hb", "dehb", "synetune-asha",
+           "synetune-bohb")
 
 
 @dataclass
@@ -82,25 +84,31 @@ class Run:
     anytime: list[tuple[int, float]] = field(default_factory=list)  # (epochs spent, best so far)
 
 
-def _method(name: str, spec: Any, seed: int) -> tuple[Any, Any, Callable[[Any], bool]]:
-    """The sampler, the pruner and the hook run before each trial (True: it queued a
-    continuation) of method ``name``."""
+def _method(name: str, spec: Any, seed: int, workdir: Path) -> Any:
+    """Method ``name``'s sampler, pruner and hooks around each trial (a ``bench_peers.Peer``)."""
     import optuna
 
+    from bench_peers import PEERS, Peer
+    from hpo import record
     from hpo.storage._lineage import continue_chain
-    from hpo.study._promotion import AshaPruner, promote_due
+    from hpo.study._promotion import AshaPruner, paused, promote_due
     from hpo.study._samplers import build_pruner, build_sampler
 
     def nothing(_: Any) -> bool:
         return False
 
+    def told(*_: Any) -> None:
+        return None
+
     if name == "optuna":
-        return optuna.samplers.TPESampler(seed=seed), optuna.pruners.MedianPruner(), nothing
+        return Peer(optuna.samplers.TPESampler(seed=seed), optuna.pruners.MedianPruner(),
+                    nothing, told)
     if name == "optuna-hb":
-        return (optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True),
-                optuna.pruners.HyperbandPruner(), nothing)
+        return Peer(optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True),
+                    optuna.pruners.HyperbandPruner(), nothing, told)
     if name == "random":
-        return optuna.samplers.RandomSampler(seed=seed), optuna.pruners.NopPruner(), nothing
+        return Peer(optuna.samplers.RandomSampler(seed=seed), optuna.pruners.NopPruner(),
+                    nothing, told)
     if name == "topk":
         class PauseAfterOne(AshaPruner):
             """Pauses every new configuration after its first epoch."""
@@ -108,13 +116,9 @@ def _method(name: str, spec: Any, seed: int) -> tuple[Any, Any, Callable[[Any], 
             def prune(self, study: optuna.Study, trial: Any) -> bool:
                 return trial.last_step == 1
 
-        pruner = PauseAfterOne(1, 3, spec.base.epochs, rungs=[1])
         seen: set[int] = set()
 
         def top_k(study: optuna.Study) -> bool:
-            from hpo import record
-            from hpo.study._promotion import paused
-
             fresh = [t for t in paused(study.get_trials(deepcopy=False)) if t.number not in seen]
             if len(fresh) < TOPK_ROUND:
                 return False
@@ -124,18 +128,22 @@ def _method(name: str, spec: Any, seed: int) -> tuple[Any, Any, Callable[[Any], 
                 continue_chain(study._storage, study._study_id, t, promotion=True)  # noqa: SLF001
             return True
 
-        return optuna.samplers.RandomSampler(seed=seed), pruner, top_k
+        return Peer(optuna.samplers.RandomSampler(seed=seed),
+                    PauseAfterOne(1, 3, spec.base.epochs, rungs=[1]), top_k, told)
     if name == "hpo":
         sampler = build_sampler(spec.sampler, spec.sampler_options, seed, spec.grid)
         pruner = build_pruner(spec.pruner, spec.pruner_options)
         if isinstance(pruner, AshaPruner) and pruner.promotion:
-            return sampler, pruner, lambda study: promote_due(study, pruner) is not None
-        return sampler, pruner, nothing
+            return Peer(sampler, pruner, lambda study: promote_due(study, pruner) is not None,
+                        told)
+        return Peer(sampler, pruner, nothing, told)
+    if name in PEERS:
+        return PEERS[name](spec, seed, workdir, 1.0 if spec.direction == "maximize" else -1.0)
     raise SystemExit(f"bench_search: unknown method {name!r}; one of {', '.join(METHODS)}")
 
 
-def search(problem_name: str, method: str, seed: int, spec_path: str | None = None) -> Run:
-    """One study of ``method`` on ``problem_name`` (its spec, or ``spec_path`` instead)."""
+def search(problem: Problem, method: str, seed: int, spec_path: str | None = None) -> Run:
+    """One study of ``method`` on ``problem`` (its spec, or ``spec_path`` instead)."""
     import optuna
     import torch
 
@@ -148,22 +156,23 @@ def search(problem_name: str, method: str, seed: int, spec_path: str | None = No
     logging.getLogger("hpo").setLevel(logging.ERROR)
     warnings.simplefilter("ignore")
     torch.set_num_threads(1)
-    problem = PROBLEMS[problem_name]
     spec = load_spec(spec_path or problem.spec)
-    sampler, pruner, before_trial = _method(method, spec, seed)
-    study = optuna.create_study(direction=spec.direction, sampler=sampler, pruner=pruner)
     spent, hit, best, promoted, seen = 0, None, None, 0, None
     anytime: list[tuple[int, float]] = []
-    sign = record.direction_sign(study)
     with tempfile.TemporaryDirectory() as tmp:
+        method_ = _method(method, spec, seed, Path(tmp))
+        study = optuna.create_study(direction=spec.direction, sampler=method_.sampler,
+                                    pruner=method_.pruner)
+        sign = record.direction_sign(study)
         objective = Objective(spec, torch.device("cpu"), checkpoints=CheckpointStore(
             Path(tmp), "bench"))
         while spent < problem.max_epochs and (hit is None or spent < problem.budget):
-            promoted += before_trial(study)
+            promoted += method_.before(study)
             ran: list[optuna.trial.FrozenTrial] = []
             study.optimize(objective, n_trials=1, catch=(Exception,),
                            callbacks=[lambda _, t, ran=ran: ran.append(t)])
             trial = ran[0]
+            method_.after(study, trial)
             start = int(trial.user_attrs.get(record.RESUMED_FROM_EPOCH, 0))
             for e, v in sorted(trial.intermediate_values.items()):
                 if e <= start or v != v:
@@ -230,15 +239,22 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=2, help="runs in parallel processes")
     parser.add_argument("--spec", default=None, help="a spec to try as 'hpo' in place of the "
                         "problem's own (for choosing settings; one problem at a time)")
+    parser.add_argument("--max-epochs", type=int, default=None,
+                        help="stop each run after this many epochs (a smoke run's budget)")
     parser.add_argument("--out", type=Path, default=None,
                         help="folder for runs.json and the anytime-curve PNGs")
     args = parser.parse_args()
     problems = args.problems.split(",")
+    if args.max_epochs:
+        for p in problems:
+            PROBLEMS[p] = dataclasses.replace(PROBLEMS[p], max_epochs=args.max_epochs,
+                                              budget=min(PROBLEMS[p].budget, args.max_epochs))
     methods = list(METHODS) if args.methods == "all" else args.methods.split(",")
     seeds = list(range(args.first_seed, args.first_seed + args.seeds))
     jobs = [(p, m, s) for p in problems for m in methods for s in seeds]
     with ProcessPoolExecutor(args.jobs) as pool:
-        futures = {job: pool.submit(search, *job, args.spec) for job in jobs}
+        futures = {(p, m, s): pool.submit(search, PROBLEMS[p], m, s, args.spec)
+                   for p, m, s in jobs}
         results = {}
         for job, future in futures.items():
             run = results[job] = future.result()

@@ -105,9 +105,10 @@ PRUNERS: dict[str, Component] = {
         {"min_resource": Rule("int", bound=AT_LEAST_ONE),
          "reduction_factor": Rule("int", bound=AT_LEAST_TWO),
          "max_resource": Rule("int", bound=AT_LEAST_ONE), "promotion": Rule("bool"),
-         "rungs": Rule("list", bound=INCREASING_EPOCHS)},
+         "rungs": Rule("list", bound=INCREASING_EPOCHS), "brackets": Rule("bool")},
         lambda **o: AshaPruner(**o),
-        defaults={"min_resource": 1, "reduction_factor": 3, "promotion": True},
+        defaults={"min_resource": 1, "reduction_factor": 3, "promotion": True,
+                  "brackets": True},
     ),
     "threshold": Component(
         {"lower": Rule("float"), "upper": Rule("float"), **_WARMUP},

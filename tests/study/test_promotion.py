@@ -29,7 +29,7 @@ init = "kaiming_normal"
 weight_decay = 5e-4
 lr = {low = 1e-5, high = 0.5, log = true}
 """
-ASHA = '[pruner]\nname = "asha"\nmin_resource = 1\nreduction_factor = 2\n'
+ASHA = '[pruner]\nname = "asha"\nmin_resource = 1\nreduction_factor = 2\nbrackets = false\n'
 # rung 1 of 4 trials: 0.05 first, 0.003 second, the two hopeless ones last; with 4 lineages
 # there the top 2 go on, so trial 1 (paused when it ranked 2nd of 2) is promoted.
 ENQUEUED = [0.05, 0.003, 1e-5, 2e-5]
@@ -201,3 +201,43 @@ def test_two_workers_never_train_one_promotion_twice(tmp_path, pg_url, study_nam
     finally:
         if backend == "postgresql":
             optuna.delete_study(study_name=study_name, storage=open_storage(pg_url))
+
+
+def _finished(study: optuna.Study, bracket: int, curve: list[float]) -> None:
+    """A configuration that trained to the end in ``bracket``, with its per-epoch values."""
+    study.add_trial(optuna.trial.create_trial(
+        value=curve[-1], params={"x": curve[-1]},
+        distributions={"x": optuna.distributions.FloatDistribution(0, 1)},
+        intermediate_values=dict(enumerate(curve, start=1)), user_attrs={record.BRACKET: bracket}))
+
+
+def test_bracket_odds_start_at_hyperbands_equal_budget_and_follow_each_rungs_rank_consistency(
+) -> None:
+    pruner = AshaPruner(1, 3, 4, rungs=[1, 2], brackets=True)
+    # bracket b's share of the epochs, 3**-b, over a configuration's expected epochs there
+    # (bracket 0: 1 epoch, the best third 1 more, the best ninth 2 more; bracket 1: 2, then
+    # the best third 2 more; bracket 2: all 4)
+    prior = [1 / (1 + 1 / 3 + 2 / 9), 1 / 3 / (2 + 2 / 3), 1 / 9 / 4]
+    assert pruner.bracket_odds([]) == pytest.approx(prior)
+    study = optuna.create_study(direction="maximize", study_name="odds")
+    # configurations of the unjudged bracket: epoch 1 ranks them backwards (tau -1, no trust),
+    # epoch 2 as the end does (tau 1, full trust); five are not yet enough to replace the prior
+    finals = [0.91, 0.93, 0.95, 0.97, 0.99, 0.98]
+    for final in finals[:5]:
+        _finished(study, 2, [1 - final, final, 0.5, final])
+    assert pruner.bracket_odds(study.get_trials()) == pytest.approx(prior)
+    _finished(study, 2, [1 - finals[5], finals[5], 0.5, finals[5]])
+    assert pruner.bracket_odds(study.get_trials()) == pytest.approx([0.0, prior[1], prior[2]])
+    # a lineage that faced a rung's cut (bracket 0 at epoch 1) does not count for that rung
+    for final in (0.2, 0.3, 0.4):
+        _finished(study, 0, [final, final, final, final])
+    assert pruner.bracket_odds(study.get_trials())[0] == 0.0
+    # so no new configuration is judged at epoch 1 any more, and each keeps its bracket
+    drawn = []
+    for _ in range(20):
+        trial = study.ask()
+        trial.report(0.5, 1)
+        frozen = study._storage.get_trial(trial._trial_id)  # noqa: SLF001
+        drawn.append(pruner.bracket(study, frozen))
+        assert pruner.bracket(study, study._storage.get_trial(trial._trial_id)) == drawn[-1]  # noqa: SLF001
+    assert 0 not in drawn and {1, 2} <= set(drawn)

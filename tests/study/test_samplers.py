@@ -85,8 +85,12 @@ PRUNING = [
     # trial 7 lands alone in a bracket with nothing to be compared with.
     ("hyperband", {"min_resource": 1}, {4: 1, 5: 1, 6: 1}),
     ("threshold", {"lower": 0.5}, {4: 1, 5: 1, 6: 1, 7: 1}),
-    ("asha", {"min_resource": 1, "reduction_factor": 2}, {4: 1, 5: 1, 6: 1, 7: 1}),
-    ("asha", {"rungs": [2, 3]}, {4: 2, 5: 2, 6: 2, 7: 2}),
+    ("asha", {"min_resource": 1, "reduction_factor": 2, "brackets": False},
+     {4: 1, 5: 1, 6: 1, 7: 1}),
+    ("asha", {"rungs": [2, 3], "brackets": False}, {4: 2, 5: 2, 6: 2, 7: 2}),
+    # with brackets (the default) the draw hashes the study name and trial number: trials 0,
+    # 1, 3 and 4 share bracket 0, where 4 is cut at epoch 2; 5-7 draw the unjudged bracket
+    ("asha", {"rungs": [2, 3]}, {4: 2}),
     ("median", {"patience": 1, "min_delta": 0.01}, {5: 3, 6: 3, 7: 3}),
 ]
 
