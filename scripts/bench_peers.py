@@ -5,13 +5,13 @@ objective (the same trainer, data, checkpoints and epoch accounting as hpo's own
 the peer's configuration is enqueued as the next Optuna trial's fixed parameters, and a pruner
 adapter carries out the peer's decision at each epoch.
 
-- Budgeted ask/tell peers (SMAC3 Hyperband, DEHB) ask for ``(configuration, epochs)``. The
-  trial is paused at that epoch with its checkpoint kept; when the peer later asks for the same
-  configuration with more epochs (Hyperband's promotion), the paused trial is resumed from its
-  checkpoint and only the new epochs count. A configuration the peer never saw before starts
+- Budgeted ask/tell peers (SMAC3 Hyperband, DEHB, NePS Hyperband) ask for ``(configuration,
+  epochs)``. The trial is paused at that epoch with its checkpoint kept; when the peer later
+  asks for the same configuration with more epochs (Hyperband's promotion), the paused trial
+  is resumed from its checkpoint and only the new epochs count. A configuration the peer never saw before starts
   from scratch. DEHB evolves new configurations instead of resuming, and pays for it.
-- Stopping schedulers (Syne Tune's ASHA and BOHB) see every epoch's value and answer continue
-  or stop; a stopped trial is never resumed (neither scheduler can).
+- Stopping schedulers (Syne Tune's ASHA and BOHB, Ray Tune's ASHA) see every epoch's value
+  and answer continue or stop; a stopped trial is never resumed (none of them can).
 
 The space is the spec's, encoded the same way for every peer: the categorical axes as they
 are (booleans as "true"/"false"), and each per-optimizer range (``<optimizer>.lr``,
@@ -27,6 +27,7 @@ the tests passes on numpy 2), beside its real dependencies.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -116,9 +117,9 @@ class PauseAtBudget(AshaPruner):
 
 
 class StopByScheduler(optuna.pruners.BasePruner):
-    """Asks a Syne Tune scheduler after every epoch whether the trial goes on."""
+    """Asks a stopping scheduler after every epoch whether the trial goes on."""
 
-    def __init__(self, driver: SyneTuneDriver) -> None:
+    def __init__(self, driver: StoppingDriver) -> None:
         self.driver = driver
 
     def prune(self, study: optuna.Study, trial: FrozenTrial) -> bool:
@@ -223,45 +224,79 @@ def dehb(spec: Any, seed: int, workdir: Path, sign: float) -> Peer:
     return _budgeted(spec, driver)
 
 
+def neps_hyperband(spec: Any, seed: int, workdir: Path, sign: float) -> Peer:
+    """NePS 0.17's ``hyperband`` (eta 3) through its ``AskAndTell``. NePS draws from the
+    global random generators, which hpo's trainer reseeds for every trial: the driver keeps
+    NePS's own generator states apart, seeded once."""
+    import random
+
+    import neps
+    import numpy as np
+    import torch
+
+    space = FlatSpace.of(spec)
+    elements = {a: neps.HPOCategorical([_flag(v) for v in vs]) for a, vs in space.choices.items()}
+    elements.update({p: neps.HPOFloat(0.0, 1.0) for p in space.units})
+    elements["epochs"] = neps.HPOInteger(1, spec.base.epochs, is_fidelity=True)
+    random.seed(seed)
+    np.random.seed(seed)
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        asker = neps.AskAndTell(neps.algorithms.hyperband(neps.SearchSpace(elements), eta=3))
+        states = [random.getstate(), np.random.get_state(), torch.random.get_rng_state()]
+
+    def ask() -> tuple[Any, dict, int]:
+        outer = [random.getstate(), np.random.get_state(), torch.random.get_rng_state()]
+        random.setstate(states[0])
+        np.random.set_state(states[1])
+        torch.random.set_rng_state(states[2])
+        try:
+            trial = asker.ask()
+        finally:
+            states[:] = [random.getstate(), np.random.get_state(), torch.random.get_rng_state()]
+            random.setstate(outer[0])
+            np.random.set_state(outer[1])
+            torch.random.set_rng_state(outer[2])
+        config = dict(trial.config)
+        return trial, config, int(config.pop("epochs"))
+
+    def tell(trial: Any, score: float, _: int) -> None:
+        asker.tell(trial, {"objective_to_minimize": -score})
+
+    return _budgeted(spec, BudgetedDriver(space, spec.base.epochs, ask, tell, sign))
+
+
 def _budgeted(spec: Any, driver: BudgetedDriver) -> Peer:
     return Peer(optuna.samplers.RandomSampler(seed=0),
                 PauseAtBudget(1, 3, spec.base.epochs, rungs=list(range(1, spec.base.epochs))),
                 driver.before, driver.after)
 
 
-class SyneTuneDriver:
-    """Runs a Syne Tune scheduler: it suggests, sees each epoch, and stops or lets go on."""
+class StoppingDriver:
+    """Runs a scheduler that stops trials: it proposes a configuration, sees each epoch's
+    value and says stop or go on, and hears of every completed trial."""
 
-    def __init__(self, space: FlatSpace, scheduler: Any, metric: str) -> None:
-        self.space, self.scheduler, self.metric = space, scheduler, metric
-        self.trial: Any = None
-        self.count = 0
+    def __init__(self, space: FlatSpace, suggest: Callable[[], dict],
+                 report: Callable[[int, float], bool], complete: Callable[[int, float], None]
+                 ) -> None:
+        self.space, self.suggest, self.report, self.complete = space, suggest, report, complete
 
     def before(self, study: optuna.Study) -> bool:
-        import datetime
-
-        from syne_tune.backend.trial_status import Trial
-
-        suggestion = self.scheduler.suggest()
-        self.trial = Trial(trial_id=self.count, config=suggestion.config,
-                           creation_time=datetime.datetime.now())
-        self.count += 1
-        study.enqueue_trial(self.space.params(suggestion.config))
+        study.enqueue_trial(self.space.params(self.suggest()))
         return False
 
     def on_epoch(self, trial: FrozenTrial) -> bool:
-        from syne_tune.optimizer.scheduler import SchedulerDecision
-
         epoch = trial.last_step
         value = trial.intermediate_values[epoch]
-        decision = self.scheduler.on_trial_result(
-            self.trial, {self.metric: value if value == value else 0.0, "epoch": epoch})
-        return decision == SchedulerDecision.STOP
+        return self.report(epoch, value if value == value else 0.0)
 
     def after(self, study: optuna.Study, trial: FrozenTrial) -> None:
         if trial.state == TrialState.COMPLETE:
-            self.scheduler.on_trial_complete(
-                self.trial, {self.metric: trial.value, "epoch": trial.last_step})
+            self.complete(trial.last_step, trial.value)
+
+    def peer(self) -> Peer:
+        return Peer(optuna.samplers.RandomSampler(seed=0), StopByScheduler(self), self.before,
+                    self.after)
 
 
 def synetune(name: str) -> Callable[[Any, int, Path, float], Peer]:
@@ -269,18 +304,69 @@ def synetune(name: str) -> Callable[[Any, int, Path, float], Peer]:
     type, eta 3; BOHB with its kernel-density model)."""
 
     def build(spec: Any, seed: int, workdir: Path, sign: float) -> Peer:
+        import datetime
+
+        from syne_tune.backend.trial_status import Trial
         from syne_tune.optimizer import baselines
+        from syne_tune.optimizer.scheduler import SchedulerDecision
 
         space = FlatSpace.of(spec)
-        config_space = space.synetune()
         scheduler = getattr(baselines, name)(
-            config_space, metric="value", time_attr="epoch", max_t=spec.base.epochs,
+            space.synetune(), metric="value", time_attr="epoch", max_t=spec.base.epochs,
             do_minimize=sign < 0, random_seed=seed)
-        driver = SyneTuneDriver(space, scheduler, "value")
-        return Peer(optuna.samplers.RandomSampler(seed=0), StopByScheduler(driver),
-                    driver.before, driver.after)
+        current: list[Any] = []
+        ids = itertools.count()
+
+        def suggest() -> dict:
+            config = scheduler.suggest().config
+            current[:] = [Trial(trial_id=next(ids), config=config,
+                                creation_time=datetime.datetime.now())]
+            scheduler.on_trial_add(current[0])
+            return config
+
+        def report(epoch: int, value: float) -> bool:
+            decision = scheduler.on_trial_result(current[0], {"value": value, "epoch": epoch})
+            return decision == SchedulerDecision.STOP
+
+        def complete(epoch: int, value: float) -> None:
+            scheduler.on_trial_complete(current[0], {"value": value, "epoch": epoch})
+
+        return StoppingDriver(space, suggest, report, complete).peer()
 
     return build
+
+
+def ray_asha(spec: Any, seed: int, workdir: Path, sign: float) -> Peer:
+    """Ray Tune 2.60's ``ASHAScheduler`` (stopping only; eta 3) over random search (Ray's
+    default search). Ray drives its own loop; its scheduler is a plain object, so it runs here
+    in-process, with no Ray cluster, deciding on the same epochs as in ``tune.run``."""
+    import numpy as np
+    from ray.tune.experiment import Trial
+    from ray.tune.schedulers import ASHAScheduler, TrialScheduler
+
+    space = FlatSpace.of(spec)
+    scheduler = ASHAScheduler(time_attr="epoch", metric="value", mode="max" if sign > 0 else "min",
+                              max_t=spec.base.epochs, grace_period=1, reduction_factor=3)
+    rng = np.random.default_rng(seed)
+    current: list[Any] = []
+    ids = itertools.count()
+
+    def suggest() -> dict:
+        config = {**{a: vs[int(rng.integers(len(vs)))] for a, vs in space.choices.items()},
+                  **{p: float(rng.uniform()) for p in space.units}}
+        current[:] = [Trial("hpo", config=config, trial_id=f"t{next(ids)}",
+                            stub=True)]
+        scheduler.on_trial_add(None, current[0])
+        return config
+
+    def report(epoch: int, value: float) -> bool:
+        result = {"value": value, "epoch": epoch}
+        return scheduler.on_trial_result(None, current[0], result) == TrialScheduler.STOP
+
+    def complete(epoch: int, value: float) -> None:
+        scheduler.on_trial_complete(None, current[0], {"value": value, "epoch": epoch})
+
+    return StoppingDriver(space, suggest, report, complete).peer()
 
 
 PEERS: dict[str, Callable[[Any, int, Path, float], Peer]] = {
@@ -288,4 +374,6 @@ PEERS: dict[str, Callable[[Any, int, Path, float], Peer]] = {
     "dehb": dehb,
     "synetune-asha": synetune("ASHA"),
     "synetune-bohb": synetune("BOHB"),
+    "ray-asha": ray_asha,
+    "neps-hb": neps_hyperband,
 }

@@ -41,7 +41,6 @@ import logging
 import statistics
 import tempfile
 import warnings
-from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -72,7 +71,7 @@ PROBLEMS = {
     "digits-deep": Problem(ROOT / "studies" / "digits-deep.toml", 0.99, 144, 480),
 }
 METHODS = ("hpo", "optuna", "optuna-hb", "topk", "random", "smac-hb", "dehb", "synetune-asha",
-           "synetune-bohb")
+           "synetune-bohb", "ray-asha", "neps-hb")
 
 
 @dataclass
@@ -87,8 +86,8 @@ class Run:
 def _method(name: str, spec: Any, seed: int, workdir: Path) -> Any:
     """Method ``name``'s sampler, pruner and hooks around each trial (a ``bench_peers.Peer``)."""
     import optuna
-
     from bench_peers import PEERS, Peer
+
     from hpo import record
     from hpo.storage._lineage import continue_chain
     from hpo.study._promotion import AshaPruner, paused, promote_due
@@ -172,6 +171,9 @@ def search(problem: Problem, method: str, seed: int, spec_path: str | None = Non
             study.optimize(objective, n_trials=1, catch=(Exception,),
                            callbacks=[lambda _, t, ran=ran: ran.append(t)])
             trial = ran[0]
+            if trial.state == optuna.trial.TrialState.FAIL:  # a method's fault, not training's
+                raise RuntimeError(f"{method} seed {seed}: trial {trial.number} failed: "
+                                   f"{trial.user_attrs.get(record.STOP_REASON)}")
             method_.after(study, trial)
             start = int(trial.user_attrs.get(record.RESUMED_FROM_EPOCH, 0))
             for e, v in sorted(trial.intermediate_values.items()):

@@ -11,8 +11,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3.11}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
+EXTRAS=${HPO_EXTRAS:-dev}  # "dev,bench" adds the peer libraries of scripts/bench_search.py
 stamp=.venv/.hpo-installed
-want=$(sha256sum pyproject.toml | cut -d' ' -f1)
+want="$(sha256sum pyproject.toml | cut -d' ' -f1) $EXTRAS"
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   .venv/bin/python -m pip install --quiet --disable-pip-version-check uv 2>&1 \
     | grep -v "is ignored: it is neither a file nor a directory" || true
@@ -34,7 +35,11 @@ for name in ("index-url", "extra-index-url", "find-links", "constraint"):
 EOF
 )
   .venv/bin/uv pip install --quiet --python .venv/bin/python --compile-bytecode \
-    --index-strategy unsafe-best-match ${pip_settings[@]+"${pip_settings[@]}"} -e ".[dev]"
+    --index-strategy unsafe-best-match ${pip_settings[@]+"${pip_settings[@]}"} -e ".[$EXTRAS]"
+  if [[ ",$EXTRAS," == *",bench,"* ]]; then  # DEHB without its numpy<2 pin (see pyproject)
+    .venv/bin/uv pip install --quiet --python .venv/bin/python --compile-bytecode --no-deps \
+      --index-strategy unsafe-best-match ${pip_settings[@]+"${pip_settings[@]}"} dehb==0.1.2
+  fi
   .venv/bin/python -c "import hpo, torch, optuna" # fail here, not later, if the install broke
   echo "$want" > "$stamp"
 fi

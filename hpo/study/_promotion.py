@@ -155,7 +155,7 @@ class AshaPruner(optuna.pruners.BasePruner):
         for b in range(len(self.rungs) + 1):
             pairs = [(curve[self.rungs[b]], curve[self.max_resource])
                      for bracket, curve in final if bracket > b] if b < len(self.rungs) else []
-            tau = kendalltau(*zip(*pairs))[0] if len(pairs) >= MIN_PAIRS else 1.0
+            tau = kendalltau(*zip(*pairs, strict=True))[0] if len(pairs) >= MIN_PAIRS else 1.0
             trust = 1.0 if tau != tau else min(1.0, max(0.0, tau / TRUSTED_TAU))
             share = self.reduction_factor ** -b
             odds.append(trust * share / self._epochs_per_config(b))
