@@ -8,8 +8,9 @@ adapter carries out the peer's decision at each epoch.
 - Budgeted ask/tell peers (SMAC3 Hyperband, DEHB, NePS Hyperband) ask for ``(configuration,
   epochs)``. The trial is paused at that epoch with its checkpoint kept; when the peer later
   asks for the same configuration with more epochs (Hyperband's promotion), the paused trial
-  is resumed from its checkpoint and only the new epochs count. A configuration the peer never saw before starts
-  from scratch. DEHB evolves new configurations instead of resuming, and pays for it.
+  is resumed from its checkpoint and only the new epochs count. A configuration the peer
+  never saw before starts from scratch. DEHB evolves new configurations instead of resuming,
+  and pays for it.
 - Stopping schedulers (Syne Tune's ASHA and BOHB, Ray Tune's ASHA) see every epoch's value
   and answer continue or stop; a stopped trial is never resumed (none of them can).
 
