@@ -5,13 +5,16 @@ one study, trial after trial, through hpo's own objective (the same trainer, dat
 checkpoints and epoch accounting; a resumed configuration counts only the epochs it trains):
 
 - ``hpo``: the spec's own ``[sampler]`` and ``[pruner]`` (the settings hpo ships);
+  ``hpo-nobrackets``: the same without asha's brackets (every configuration faces every rung);
 - ``optuna``: Optuna's defaults, ``TPESampler(seed=seed)`` + ``MedianPruner()``;
 - ``optuna-hb``: ``TPESampler(multivariate=True, group=True)`` + ``HyperbandPruner()``, the
   multi-fidelity pairing Optuna's documentation recommends;
-- ``topk``: the one-epoch top-k baseline (Egele et al., arXiv 2307.15422): rounds of
+- ``topk``: the one-epoch top-k baseline (arXiv 2307.15422): rounds of
   ``TOPK_ROUND`` random configurations trained one epoch each, then the best ``TOPK_KEEP`` of
   the round resumed from their checkpoints and trained to the end;
-- ``random``: ``RandomSampler(seed=seed)``, unpruned.
+- ``random``: ``RandomSampler(seed=seed)``, unpruned;
+- the peers of ``bench_peers.py`` (the ``bench`` extra): ``smac-hb``, ``dehb``, ``neps-hb``,
+  ``synetune-asha``, ``synetune-bohb``, ``ray-asha``.
 
 Figures per run: the epochs trained until a trial first reports a validation accuracy of at
 least the problem's target at any epoch (pruned and paused trials count the epochs they ran; a
@@ -70,8 +73,8 @@ PROBLEMS = {
     # of the batch (16), where the first epoch ranks configurations differently from the last.
     "digits-deep": Problem(ROOT / "studies" / "digits-deep.toml", 0.99, 144, 480),
 }
-METHODS = ("hpo", "optuna", "optuna-hb", "topk", "random", "smac-hb", "dehb", "synetune-asha",
-           "synetune-bohb", "ray-asha", "neps-hb")
+METHODS = ("hpo", "hpo-nobrackets", "optuna", "optuna-hb", "topk", "random", "smac-hb", "dehb",
+           "neps-hb", "synetune-asha", "synetune-bohb", "ray-asha")
 
 
 @dataclass
@@ -129,9 +132,10 @@ def _method(name: str, spec: Any, seed: int, workdir: Path) -> Any:
 
         return Peer(optuna.samplers.RandomSampler(seed=seed),
                     PauseAfterOne(1, 3, spec.base.epochs, rungs=[1]), top_k, told)
-    if name == "hpo":
+    if name in ("hpo", "hpo-nobrackets"):
         sampler = build_sampler(spec.sampler, spec.sampler_options, seed, spec.grid)
-        pruner = build_pruner(spec.pruner, spec.pruner_options)
+        options = {**spec.pruner_options, **({"brackets": False} if "-" in name else {})}
+        pruner = build_pruner(spec.pruner, options)
         if isinstance(pruner, AshaPruner) and pruner.promotion:
             return Peer(sampler, pruner, lambda study: promote_due(study, pruner) is not None,
                         told)
@@ -277,7 +281,7 @@ def main() -> None:
             print(f"{p} {m}: median epochs to {PROBLEMS[p].target} {medians[m]:g} "
                   f"(missed {missed}/{len(runs)}), median best within {PROBLEMS[p].budget} "
                   f"epochs {statistics.median(bests):.4f}, mean {statistics.fmean(bests):.4f}")
-        peers = {m: v for m, v in medians.items() if m != "hpo"}
+        peers = {m: v for m, v in medians.items() if not m.startswith("hpo")}
         if "hpo" in medians and peers:
             best_peer = min(peers, key=peers.__getitem__)
             vs_best.append(f"{p}={medians['hpo'] / peers[best_peer]:.2f}({best_peer})")
