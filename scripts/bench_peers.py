@@ -20,7 +20,8 @@ are (booleans as "true"/"false"), and each per-optimizer range (``<optimizer>.lr
 mapped onto the chosen optimizer's own range on its scale (log or linear). A configuration
 drawn uniformly by a peer is thus the same distribution as Optuna's conditional space.
 
-The peers are the optional ``bench`` extra (``scripts/setup_bench.sh``); none is needed to run
+The peers are the optional ``bench`` extra, installed in an environment of their own
+(``HPO_VENV=.venv-bench HPO_EXTRAS=dev,bench bash scripts/setup.sh``); none is needed to run
 hpo. DEHB 0.1.2 pins ``numpy<2`` while NePS and current SMAC3/Syne Tune need numpy 2: DEHB is
 installed without its dependency pins (its code uses no numpy-1-only API, and its smoke run in
 the tests passes on numpy 2), beside its real dependencies.

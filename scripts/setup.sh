@@ -1,5 +1,8 @@
 #!/usr/bin/env bash
 # Creates .venv in the repository (once) and installs hpo with its test tools into it.
+# HPO_VENV=.venv-bench HPO_EXTRAS=dev,bench: a second environment with the peer libraries of
+# scripts/bench_search.py (kept apart: optuna-dashboard imports botorch when it is installed,
+# which slows every dashboard start and prints a torch deprecation warning).
 # Re-running is cheap: the install is skipped while pyproject.toml is unchanged since the last.
 #
 # uv installs, not pip: the same versions in about a quarter of the time (28 s against 108 s
@@ -10,14 +13,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3.11}
-[ -x .venv/bin/python ] || "$PY" -m venv .venv
+VENV=${HPO_VENV:-.venv}
+[ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
 EXTRAS=${HPO_EXTRAS:-dev}  # "dev,bench" adds the peer libraries of scripts/bench_search.py
-stamp=.venv/.hpo-installed
+stamp=$VENV/.hpo-installed
 want="$(sha256sum pyproject.toml | cut -d' ' -f1) $EXTRAS"
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-  .venv/bin/python -m pip install --quiet --disable-pip-version-check uv 2>&1 \
+  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check uv 2>&1 \
     | grep -v "is ignored: it is neither a file nor a directory" || true
-  mapfile -t pip_settings < <(.venv/bin/python - <<'EOF'
+  mapfile -t pip_settings < <("$VENV/bin/python" - <<'EOF'
 import subprocess, sys
 
 listed = subprocess.run([sys.executable, "-m", "pip", "config", "list"],
@@ -34,12 +38,12 @@ for name in ("index-url", "extra-index-url", "find-links", "constraint"):
         print(f"--{name}\n{value}")
 EOF
 )
-  .venv/bin/uv pip install --quiet --python .venv/bin/python --compile-bytecode \
+  "$VENV/bin/uv" pip install --quiet --python "$VENV/bin/python" --compile-bytecode \
     --index-strategy unsafe-best-match ${pip_settings[@]+"${pip_settings[@]}"} -e ".[$EXTRAS]"
   if [[ ",$EXTRAS," == *",bench,"* ]]; then  # DEHB without its numpy<2 pin (see pyproject)
-    .venv/bin/uv pip install --quiet --python .venv/bin/python --compile-bytecode --no-deps \
+    "$VENV/bin/uv" pip install --quiet --python "$VENV/bin/python" --compile-bytecode --no-deps \
       --index-strategy unsafe-best-match ${pip_settings[@]+"${pip_settings[@]}"} dehb==0.1.2
   fi
-  .venv/bin/python -c "import hpo, torch, optuna" # fail here, not later, if the install broke
+  "$VENV/bin/python" -c "import hpo, torch, optuna" # fail here, not later, if the install broke
   echo "$want" > "$stamp"
 fi

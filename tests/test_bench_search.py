@@ -1,6 +1,7 @@
 """The search benchmark's smoke run: every method, hpo's and the peers', one seed, a tiny
-budget, so that no driver rots. Needs the bench extra (``HPO_EXTRAS=dev,bench``); CI runs it
-in a step of its own (``pytest -m bench``), outside the README's test command."""
+budget, so that no driver rots. Needs the bench extra's environment (``HPO_VENV=.venv-bench
+HPO_EXTRAS=dev,bench bash scripts/setup.sh``); CI runs it there in a step of its own
+(``.venv-bench/bin/python -m pytest -m bench``), outside the README's test command."""
 
 from __future__ import annotations
 
