@@ -241,3 +241,9 @@ def test_bracket_odds_start_at_hyperbands_equal_budget_and_follow_each_rungs_ran
         drawn.append(pruner.bracket(study, frozen))
         assert pruner.bracket(study, study._storage.get_trial(trial._trial_id)) == drawn[-1]  # noqa: SLF001
     assert 0 not in drawn and {1, 2} <= set(drawn)
+    # in between, the odds fall in proportion: epoch 1 ranks six unjudged configurations with 5
+    # of their 15 pairs reversed, Kendall's tau (10 - 5) / 15 = 1/3, trusted 2/3 (of tau 0.5)
+    noisy = optuna.create_study(direction="maximize", study_name="noisy")
+    for rank, final in zip([3, 1, 0, 2, 5, 4], [0.90, 0.91, 0.92, 0.93, 0.94, 0.95], strict=True):
+        _finished(noisy, 1, [0.1 * rank, final, 0.5, final])
+    assert pruner.bracket_odds(noisy.get_trials())[0] == pytest.approx(prior[0] * 2 / 3)
