@@ -278,10 +278,11 @@ class StoppingDriver:
     """Runs a scheduler that stops trials: it proposes a configuration, sees each epoch's
     value and says stop or go on, and hears of every completed trial."""
 
-    def __init__(self, space: FlatSpace, suggest: Callable[[], dict],
+    def __init__(self, space: FlatSpace, epochs: int, suggest: Callable[[], dict],
                  report: Callable[[int, float], bool], complete: Callable[[int, float], None]
                  ) -> None:
-        self.space, self.suggest, self.report, self.complete = space, suggest, report, complete
+        self.space, self.epochs = space, epochs
+        self.suggest, self.report, self.complete = suggest, report, complete
 
     def before(self, study: optuna.Study) -> bool:
         study.enqueue_trial(self.space.params(self.suggest()))
@@ -290,7 +291,8 @@ class StoppingDriver:
     def on_epoch(self, trial: FrozenTrial) -> bool:
         epoch = trial.last_step
         value = trial.intermediate_values[epoch]
-        return self.report(epoch, value if value == value else 0.0)
+        stop = self.report(epoch, value if value == value else 0.0)
+        return stop and epoch < self.epochs  # at the last epoch "stop" means done: it completes
 
     def after(self, study: optuna.Study, trial: FrozenTrial) -> None:
         if trial.state == TrialState.COMPLETE:
@@ -333,7 +335,7 @@ def synetune(name: str) -> Callable[[Any, int, Path, float], Peer]:
         def complete(epoch: int, value: float) -> None:
             scheduler.on_trial_complete(current[0], {"value": value, "epoch": epoch})
 
-        return StoppingDriver(space, suggest, report, complete).peer()
+        return StoppingDriver(space, spec.base.epochs, suggest, report, complete).peer()
 
     return build
 
@@ -368,7 +370,7 @@ def ray_asha(spec: Any, seed: int, workdir: Path, sign: float) -> Peer:
     def complete(epoch: int, value: float) -> None:
         scheduler.on_trial_complete(None, current[0], {"value": value, "epoch": epoch})
 
-    return StoppingDriver(space, suggest, report, complete).peer()
+    return StoppingDriver(space, spec.base.epochs, suggest, report, complete).peer()
 
 
 PEERS: dict[str, Callable[[Any, int, Path, float], Peer]] = {
