@@ -210,7 +210,8 @@ def plot_anytime(problem: str, runs: dict[str, list[Run]], path: Path) -> None:
     limit = PROBLEMS[problem].max_epochs
     grid = list(range(1, limit + 1))
     fig, ax = plt.subplots(figsize=(7, 4.2))
-    for method, method_runs in runs.items():
+    colours = plt.get_cmap("tab20").colors  # 20 distinct: no two methods share a colour
+    for index, (method, method_runs) in enumerate(runs.items()):
         rows = []
         for run in method_runs:
             best, points, row = float("nan"), iter(run.anytime), []
@@ -222,14 +223,17 @@ def plot_anytime(problem: str, runs: dict[str, list[Run]], path: Path) -> None:
             rows.append(row)
         bands = [_quartiles([r[i] for r in rows if r[i] == r[i]] or [float("nan")])
                  for i in range(len(grid))]
-        line = ax.plot(grid, [b[1] for b in bands], label=method, lw=1.6)[0]
+        hpo = method == "hpo"
+        line = ax.plot(grid, [b[1] for b in bands], label=method, lw=2.6 if hpo else 1.3,
+                       color="black" if hpo else colours[index % len(colours)],
+                       zorder=3 if hpo else 2)[0]
         ax.fill_between(grid, [b[0] for b in bands], [b[2] for b in bands],
-                        color=line.get_color(), alpha=0.15, lw=0)
+                        color=line.get_color(), alpha=0.12 if hpo else 0.05, lw=0)
     ax.axhline(PROBLEMS[problem].target, color="grey", ls=":", lw=1)
     ax.set(xscale="log", xlabel="epochs spent", ylabel="best val accuracy so far",
            title=f"{problem}: median and quartiles over {len(method_runs)} seeds",
            ylim=(max(0.5, PROBLEMS[problem].target - 0.1), 1.0))
-    ax.legend(loc="lower right")
+    ax.legend(loc="lower right", fontsize=7, ncol=2)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
