@@ -21,8 +21,9 @@ bit:
   configuration draws a bracket: bracket ``b`` skips the first ``b`` rungs, and the last bracket
   trains to the end unjudged. Rungs compare lineages of the same bracket only. The draw's odds
   start with most of the epochs in bracket 0 (a share ``eta**-b`` of them in bracket ``b``) and
-  follow how well each rung's ranking has predicted the final one (Kendall's tau between a rung's values and the last epoch's, over the
-  configurations that bracket did not judge there), after Hyper-Tune's bracket selection (Li et
+  follow how well each rung's ranking has predicted the final one (Kendall's tau between a
+  rung's values and the last epoch's, over the configurations that bracket did not judge
+  there), after Hyper-Tune's bracket selection (Li et
   al., VLDB 2022). A first rung whose verdicts are noise thus stops deciding for almost every
   configuration, and one that ranks well keeps most of the budget.
 
