@@ -211,7 +211,7 @@ def _finished(study: optuna.Study, bracket: int, curve: list[float]) -> None:
         intermediate_values=dict(enumerate(curve, start=1)), user_attrs={record.BRACKET: bracket}))
 
 
-def test_bracket_odds_start_at_hyperbands_equal_budget_and_follow_each_rungs_rank_consistency(
+def test_bracket_odds_start_with_most_epochs_judged_and_follow_each_rungs_rank_consistency(
 ) -> None:
     pruner = AshaPruner(1, 3, 4, rungs=[1, 2], brackets=True)
     # bracket b's share of the epochs, 3**-b, over a configuration's expected epochs there
