@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hpo.errors import UserError
 from hpo.network import exposure_warning
+
+if TYPE_CHECKING:
+    from hpo.study._spec import StudySpec
 
 
 def _checkpoint_dir(args: argparse.Namespace, storage_url: str) -> Path:
@@ -47,7 +51,7 @@ def _launch(args: argparse.Namespace) -> int:
     from hpo.study._spec import load_spec
     from hpo.worker._launch import launch
 
-    spec = load_spec(args.spec)
+    spec = _stall_timeout(load_spec(args.spec), args)
     url = resolve_url(args.storage)
     study, status = launch(
         spec, url, args.study_name or spec.name, _slots(args, dict(spec.raw)),
@@ -59,6 +63,14 @@ def _launch(args: argparse.Namespace) -> int:
     return status
 
 
+def _stall_timeout(spec: StudySpec, args: argparse.Namespace) -> StudySpec:
+    """The spec with ``--stall-timeout`` in place of its own, when the command gives one."""
+    if args.stall_timeout is None:
+        return spec
+    return dataclasses.replace(spec, liveness=dataclasses.replace(
+        spec.liveness, stall_timeout=args.stall_timeout))
+
+
 def _worker(args: argparse.Namespace) -> int:
     from hpo.storage._backends import open_storage, release, resolve_url
     from hpo.study._spec import load_spec_from_study
@@ -67,6 +79,7 @@ def _worker(args: argparse.Namespace) -> int:
 
     url = resolve_url(args.storage)
     _, spec = load_spec_from_study(storage := open_storage(url), url, args.study)
+    spec = _stall_timeout(spec, args)
     release(storage)  # the pool opens its own
     check_budget(spec, args.n_trials)
     check_data_of(spec)
@@ -195,6 +208,7 @@ def _replicate(args: argparse.Namespace) -> int:
 
     url = resolve_url(args.storage)
     study, spec = load_spec_from_study(storage := open_storage(url), url, args.study)
+    spec = _stall_timeout(spec, args)
     queued = enqueue_replicates(study, args.top, args.seeds, spec.base.seed)
     release(storage)  # the pool opens its own; the report below reopens it
     print(f"[hpo] {queued} replicate trial(s) queued", file=sys.stderr)
@@ -261,6 +275,11 @@ def _run_args(p: argparse.ArgumentParser, budget: bool = True) -> None:
                    help="seconds before workers start no new trial")
     p.add_argument("--checkpoint-dir", help="checkpoint store reachable by all workers "
                    "(default: $HPO_CHECKPOINT_DIR, else hpo-checkpoints beside the storage)")
+    p.add_argument("--stall-timeout", type=_positive_float,
+                   help="seconds without an optimizer step before a running trial counts as "
+                        "stalled: failed, queued to resume, its worker replaced (default: the "
+                        "spec's study.stall_timeout, else automatic: 10x the trial's longest "
+                        "gap between steps, at least 300)")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -47,6 +47,9 @@ DUPLICATE_OF = "duplicate_of"  # a sampled repeat of a finished trial, not train
 WARM_START = "warm_start"  # "<study>#<number>": copied from an earlier study, not trained here
 SURPLUS = "surplus"  # asked for after every slot of a head-to-head study was taken; untrained
 PAUSED_AT = "paused_at"  # epoch where the asha pruner paused it; a continuation may resume it
+# {"steps": optimizer steps so far, "at": Unix time of the last, "timeout_s": its stall limit},
+# written by the worker's watch while the trial trains (hpo.storage._stall)
+LAST_STEP = "last_step"
 # per stage, per epoch: stages, grad_norm, weight_norm, update_ratio (lists of lists); per
 # epoch: ratio (stem over last stage) and state (None, "vanishing" or "exploding")
 GRADIENTS = "gradients"

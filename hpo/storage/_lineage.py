@@ -32,11 +32,15 @@ class Liveness:
         heartbeat_interval: seconds between a running trial's heartbeats.
         grace_period: seconds without a heartbeat after which a trial is declared stale.
         max_retry: how many times a stale (or preempted) trial is retried.
+        stall_timeout: seconds without an optimizer step after which a running trial is
+            declared stalled (any storage); None: automatic, from the trial's own step times
+            (see :func:`hpo.storage._stall.automatic_timeout`).
     """
 
     heartbeat_interval: int = 30
     grace_period: int = 90
     max_retry: int = 3
+    stall_timeout: float | None = None
 
     def retry_callback(self) -> RetryStale:
         """What Optuna calls for a trial its heartbeat check failed: queue its retry."""

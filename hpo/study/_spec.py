@@ -21,6 +21,7 @@ from hpo.checks import (
     AT_LEAST_ONE,
     AT_LEAST_TWO,
     NON_NEGATIVE,
+    POSITIVE,
     UNIT_HALF_OPEN,
     UNIT_OPEN,
     Checker,
@@ -87,7 +88,8 @@ class StudySpec:
         base: the fixed part of every trial's config (data, model, training).
         space: the searched part.
         grid: the grid sampler's search space (empty for other samplers).
-        liveness: heartbeat interval, grace period and retry limit (RDB storages).
+        liveness: heartbeat interval, grace period and retry limit (RDB storages), stall
+            timeout (every storage).
         keep_checkpoints: how many of the best complete trials keep their final checkpoint.
         repeats: train a sampled configuration again when a finished trial already has exactly
             its parameters (default False: the trial reuses that result, ``duplicate_of``).
@@ -159,7 +161,8 @@ def parse_spec(raw: Mapping[str, Any], source: str) -> StudySpec:
     c.no_unknown(raw, "", SECTIONS)
     study = c.table(raw, "study", "", ("name", "metric", "direction", "n_trials",
                                        "heartbeat_interval", "grace_period", "max_retry",
-                                       "keep_checkpoints", "repeats", "warm_start"))
+                                       "stall_timeout", "keep_checkpoints", "repeats",
+                                       "warm_start"))
     if not study:
         c.fail("study", "section [study] is required (name, n_trials)")
     name = c.require(study, "study", "name", Rule("str"))
@@ -230,7 +233,7 @@ def parse_spec(raw: Mapping[str, Any], source: str) -> StudySpec:
 
 
 def _liveness(c: Checker, study: dict[str, Any]) -> Liveness:
-    """Heartbeat interval, grace period and retries from ``[study]``."""
+    """Heartbeat interval, grace period, retries and the stall timeout from ``[study]``."""
     defaults = Liveness()
     liveness = Liveness(
         c.get(study, "study", "heartbeat_interval", Rule("int", bound=AT_LEAST_ONE),
@@ -238,6 +241,7 @@ def _liveness(c: Checker, study: dict[str, Any]) -> Liveness:
         c.get(study, "study", "grace_period", Rule("int", bound=AT_LEAST_ONE),
               defaults.grace_period),
         c.get(study, "study", "max_retry", Rule("int", bound=NON_NEGATIVE), defaults.max_retry),
+        c.get(study, "study", "stall_timeout", Rule("float", bound=POSITIVE), None),
     )
     if liveness.grace_period <= liveness.heartbeat_interval:
         c.fail("study.grace_period", f"must exceed heartbeat_interval "

@@ -17,8 +17,10 @@ from hpo.worker._plan import WorkerPlan
 def worker_main(plan: WorkerPlan) -> None:
     """Target of a worker process: the signal flag first, then the worker."""
     from hpo.worker._signals import process_flag
+    from hpo.worker._watch import follow_parent_out
 
     stop = process_flag()
+    follow_parent_out()
     if plan.gpu is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = plan.gpu  # before anything initializes CUDA
     from hpo.errors import UserError

@@ -23,6 +23,8 @@ class WorkerPlan:
         threads: CPU threads for torch in this process (None: torch's default).
         index: the process's number in its pool, for its messages.
         gpu: the GPU it runs on (``CUDA_VISIBLE_DEVICES``), None on the CPU.
+        stall_timeout: seconds without an optimizer step before a trial counts as stalled,
+            when the command sets it (``--stall-timeout``); None: the spec's, else automatic.
     """
 
     storage_url: str
@@ -34,3 +36,4 @@ class WorkerPlan:
     threads: int | None = None
     index: int = 0
     gpu: str | None = None
+    stall_timeout: float | None = None

@@ -4,13 +4,18 @@
 ``CUDA_VISIBLE_DEVICES`` before CUDA starts, opens its own storage connection after the fork,
 and runs :func:`run_worker`. Workers are forks of a fork server that imported their code once
 (:mod:`hpo.worker._preload`), never of this process, which holds storage connections. The
-parent only watches: it prints progress, forwards SIGINT or SIGTERM to the workers (each
-checkpoints its trial and queues the retry), and requeues the trial of any worker that died,
-so nothing is left RUNNING and nothing trained is lost.
+parent watches and keeps the pool whole: it prints progress, forwards SIGINT or SIGTERM to the
+workers (each checkpoints its trial and queues the retry), requeues the trial of a worker that
+died the moment it dies and starts a replacement on its slot (with a back-off and a limit for
+a slot whose workers die at start), and stops a worker whose trial stalled; nothing is left
+RUNNING and nothing trained is lost. When the parent itself dies, its fork server and workers
+follow it out (see :mod:`hpo.worker._watch`).
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import multiprocessing
 import multiprocessing.connection
 import os
@@ -28,6 +33,7 @@ from optuna.trial import TrialState
 from hpo import record
 from hpo.storage._backends import is_database, open_storage
 from hpo.storage._lineage import Liveness, requeue
+from hpo.storage._stall import requeue_stalled, stall_reason
 from hpo.worker._entry import worker_main
 from hpo.worker._plan import WorkerPlan
 from hpo.worker._signals import EXIT_OUT_OF_MEMORY, StopFlag
@@ -134,9 +140,10 @@ def run_pool(
 ) -> int:
     """Runs one worker process per slot until they end; returns the exit status.
 
-    0: the workers finished (or were stopped by SIGTERM: a clean preemption); 130: SIGINT;
-    1: a worker died (its trial is requeued), or every trial failed; 2: a worker refused its
-    input.
+    0: the workers finished (or were stopped by SIGTERM: a clean preemption), workers that
+    died on the way included (each was replaced, its trial requeued); 130: SIGINT; 1: a slot
+    was given up (its workers kept dying at start), or every trial failed; 2: a worker refused
+    its input.
 
     ``stop`` is the flag the command installed first thing (a signal during start-up then
     counts as a request to stop, not a crash); one is installed here when None. ``seeded``:
@@ -159,29 +166,26 @@ def run_pool(
     # which is this process's only if this process started the server.
     where = storage_url if "://" in storage_url else os.path.abspath(storage_url)
     folder = str(checkpoint_dir.absolute()) if checkpoint_dir else None
-    procs = [
-        ctx.Process(target=worker_main, name=f"hpo-worker-{s.index}", args=(WorkerPlan(
-            where, study_name, folder, n_trials, timeout, seeded and s.index == 0, threads,
-            s.index, s.gpu),))
-        for s in slots
-    ]
+    plans = [WorkerPlan(where, study_name, folder, n_trials, timeout, seeded and s.index == 0,
+                        threads, s.index, s.gpu, liveness.stall_timeout) for s in slots]
+    fleet = _Fleet(ctx, study, liveness, stop, out)
     # A signal only sets a flag, so that it never lands inside a storage read or write here.
     try:
-        for p in procs:
-            p.start()
+        for plan in plans:
+            fleet.start(plan)
     except (OSError, EOFError):
         if not stop():
             raise
         # a signal to the process group ended the fork server while it was starting
-        _stop([p for p in procs if p.pid])
+        _stop([m.proc for m in fleet.members if m.proc.pid])
         print("[hpo] stopped before every worker started", file=out, flush=True)
         return stop.exit_status
     try:
-        last = _watch(procs, study, stop, out, shown_budget or n_trials)
+        last = fleet.watch(shown_budget or n_trials)
     finally:
         if restore is not None:
             restore()
-    status = _verdict(procs, study, stop, liveness, out)
+    status = fleet.verdict()
     progress = Progress.of(study)
     final = progress.line(shown_budget or n_trials)
     if final != last:
@@ -193,46 +197,157 @@ def run_pool(
     return status
 
 
-def _watch(procs: list[multiprocessing.process.BaseProcess], study: optuna.Study,
-           stop: StopFlag, out: TextIO, budget: int) -> str:
-    """Prints a progress line whenever it changes, until the workers end or a signal asks
-    them to stop (then stops them); the last line printed."""
-    last = ""
-    while any(p.is_alive() for p in procs) and not stop():
-        # a second between progress lines, less when a worker exits (its sentinel wakes us)
-        multiprocessing.connection.wait([p.sentinel for p in procs if p.is_alive()], 1.0)
-        line = Progress.of(study).line(budget)
-        if line != last:
-            print(line, file=out, flush=True)
-            last = line
-    if stop():
-        print("[hpo] stopping workers: running trials checkpoint and are queued to resume",
-              file=out, flush=True)
-        _stop(procs)
-    return last
+# A worker that dies sooner than this after its start died "at start"; after RESTART_LIMIT such
+# deaths in a row its slot is given up (a broken GPU or driver must not loop). Its replacements
+# wait 1, 2, 4, ... s; a worker that dies later is replaced at once.
+QUICK_DEATH_S = 60.0
+RESTART_LIMIT = 3
+# A worker whose trial stalled gets this long after SIGTERM before SIGKILL.
+STUCK_GRACE_S = 5.0
 
 
-def _verdict(procs: list[multiprocessing.process.BaseProcess], study: optuna.Study,
-             stop: StopFlag, liveness: Liveness, out: TextIO) -> int:
-    """The pool's exit status from its workers' (see :func:`run_pool`); requeues the trials
-    of workers that died and says so in one line."""
-    status = stop.exit_status if stop() else 0
-    unclean = [p for p in procs if p.exitcode not in (0, 2, EXIT_OUT_OF_MEMORY, None)]
-    requeued: dict[int, int | None] = {}
-    if unclean:
-        requeued = _requeue_orphans(study, {p.pid for p in unclean if p.pid}, liveness)
-    # A worker that was told to stop may be ended by the forwarded SIGTERM itself, when it
-    # arrives while the worker's interpreter is already exiting (handlers are reset then).
-    dead = [p for p in unclean if not (stop() and p.exitcode == -signal.SIGTERM)]
-    if dead:
-        if status == 0:
-            codes = ", ".join(f"{p.name}: {p.exitcode}" for p in dead)
-            print(f"[hpo] a worker died ({codes}); {_requeued_words(requeued)}",
-                  file=out, flush=True)
+@dataclass
+class _Member:
+    """One slot's current worker process."""
+
+    plan: WorkerPlan
+    proc: multiprocessing.process.BaseProcess
+    started: float
+    quick_deaths: int = 0  # deaths at start in a row on this slot
+    restart_at: float | None = None  # when its replacement is due
+    kill_at: float | None = None  # when a stuck worker gets SIGKILL
+    done: bool = False  # ended for good (finished, refused its input, gave up)
+
+
+class _Fleet:
+    """The pool's workers, kept whole: a worker that dies while the study has work is
+    replaced on its slot (its trial queued to resume at once), and one whose trial stalled
+    is stopped and replaced (see :mod:`hpo.storage._stall`)."""
+
+    def __init__(self, ctx: multiprocessing.context.ForkServerContext, study: optuna.Study,
+                 liveness: Liveness, stop: StopFlag, out: TextIO) -> None:
+        self.ctx, self.study, self.liveness, self.stop, self.out = ctx, study, liveness, stop, out
+        self.members: list[_Member] = []
+        self.began = time.monotonic()
+        self.given_up = False
+        self.refused = False
+
+    def start(self, plan: WorkerPlan, member: _Member | None = None) -> None:
+        """Starts ``plan``'s worker: a new slot, or ``member``'s replacement."""
+        proc = self.ctx.Process(target=worker_main, name=f"hpo-worker-{plan.index}",
+                                args=(plan,))
+        if member is None:
+            self.members.append(member := _Member(plan, proc, time.monotonic()))
+        member.proc, member.started, member.restart_at = proc, time.monotonic(), None
+        proc.start()
+
+    def _say(self, line: str) -> None:
+        print(f"[hpo] {line}", file=self.out, flush=True)
+
+    def watch(self, budget: int) -> str:
+        """Prints a progress line whenever it changes, replaces dead workers and stops stuck
+        ones, until every slot has ended or a signal asks the workers to stop (then stops
+        them); the last line printed."""
+        last = ""
+        while not self.stop():
+            alive = [m for m in self.members if m.proc.is_alive()]
+            due = [t for m in self.members for t in (m.restart_at, m.kill_at) if t is not None]
+            if not alive and not due:
+                break
+            wait = min([1.0, *(t - time.monotonic() for t in due)])
+            # a second between progress lines, less when a worker exits (its sentinel wakes us)
+            multiprocessing.connection.wait([m.proc.sentinel for m in alive], max(0.0, wait))
+            self._tend()
+            line = Progress.of(self.study).line(budget)
+            if line != last:
+                print(line, file=self.out, flush=True)
+                last = line
+        if self.stop():
+            self._say("stopping workers: running trials checkpoint and are queued to resume")
+            _stop([m.proc for m in self.members])
+        return last
+
+    def _tend(self) -> None:
+        now = time.monotonic()
+        for m in self.members:
+            if m.kill_at is not None and now >= m.kill_at:
+                m.kill_at = None
+                if m.proc.is_alive():
+                    m.proc.kill()
+            if m.restart_at is not None:
+                if now >= m.restart_at and not self.stop():
+                    self._restart(m)
+            elif not m.done and not m.proc.is_alive():
+                self._ended(m)
+        self._stop_stuck()
+
+    def _ended(self, m: _Member) -> None:
+        code = m.proc.exitcode
+        if code in (0, 2, EXIT_OUT_OF_MEMORY) or self.stop():
+            m.done = True
+            self.refused |= code == 2
+            return
+        requeued = _requeue_orphans(self.study, {m.proc.pid} if m.proc.pid else set(),
+                                    self.liveness)
+        quick = time.monotonic() - m.started < QUICK_DEATH_S
+        m.quick_deaths = m.quick_deaths + 1 if quick else 0
+        left = self._time_left()
+        head = f"a worker died ({m.proc.name}: {code}); {_requeued_words(requeued)}"
+        if left is not None and left <= 0:
+            m.done = True
+            self._say(f"{head}; the pool's timeout has passed, so no worker replaces it")
+        elif m.quick_deaths > RESTART_LIMIT:
+            m.done = self.given_up = True
+            self._say(f"{head}; it died within {QUICK_DEATH_S:g} s of its start "
+                      f"{m.quick_deaths} times in a row, so it is not restarted again (the "
+                      "pool runs one worker short)")
+        else:
+            delay = 2.0 ** (m.quick_deaths - 1) if m.quick_deaths else 0.0
+            m.restart_at = time.monotonic() + delay
+            self._say(f"{head}; a new worker starts on its slot"
+                      + (f" in {delay:g} s" if delay else ""))
+
+    def _restart(self, m: _Member) -> None:
+        left = self._time_left()
+        self.start(dataclasses.replace(m.plan, seeded=False,
+                                       timeout=None if left is None else max(left, 0.001)), m)
+
+    def _time_left(self) -> float | None:
+        timeout = self.members[0].plan.timeout if self.members else None
+        return None if timeout is None else timeout - (time.monotonic() - self.began)
+
+    def _stop_stuck(self) -> None:
+        """SIGTERM (then SIGKILL) to a worker of ours whose trial stalled, its trial failed
+        and queued first. The worker's own watch normally does this itself; this catches a
+        worker whose every thread is stuck (a C call that holds the GIL)."""
+        ours = {m.proc.pid: m for m in self.members if m.proc.is_alive() and m.kill_at is None}
+        host = socket.gethostname()
+        stuck = [t for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+                 if t.user_attrs.get(record.HOST) == host
+                 and t.user_attrs.get(record.WORKER_PID) in ours and stall_reason(t)]
+        if not stuck:
+            return
+        requeue_stalled(self.study, self.liveness, stuck)
+        for t in stuck:
+            m = ours[t.user_attrs[record.WORKER_PID]]
+            self._say(f"trial {t.number} of {m.proc.name} stalled; the worker is stopped "
+                      "(SIGTERM, then SIGKILL) and replaced")
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(m.proc.pid, signal.SIGTERM)  # type: ignore[arg-type]
+            m.kill_at = time.monotonic() + STUCK_GRACE_S
+
+    def verdict(self) -> int:
+        """The pool's exit status (see :func:`run_pool`); requeues the trials of workers that
+        the stop had to kill."""
+        if self.stop():
+            unclean = [m.proc for m in self.members
+                       if m.proc.exitcode not in (0, 2, EXIT_OUT_OF_MEMORY, None)]
+            if unclean:
+                _requeue_orphans(self.study, {p.pid for p in unclean if p.pid}, self.liveness)
+            return self.stop.exit_status
+        if self.given_up:
             return 1
-    elif status == 0 and any(p.exitcode == 2 for p in procs):
-        return 2
-    return status
+        return 2 if self.refused else 0
 
 
 def every_trial_failed(study: optuna.Study) -> bool:

@@ -8,6 +8,7 @@ process cleanly (exit 0 for SIGTERM, a preemption) instead of killing it with st
 from __future__ import annotations
 
 import signal
+import sys
 import threading
 from collections.abc import Callable
 
@@ -61,3 +62,13 @@ def process_flag() -> StopFlag:
         _process_flag = StopFlag()
         _process_flag.install()
     return _process_flag
+
+
+def die_with_parent() -> None:
+    """Asks the kernel to SIGKILL this process when its parent dies (Linux's
+    ``PR_SET_PDEATHSIG``; elsewhere nothing). The fork server calls it: it holds no work of its
+    own, and its death is what tells its workers that the pool has gone."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG = 1

@@ -11,6 +11,7 @@ study holds no RUNNING and no WAITING trial.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import time
@@ -25,6 +26,7 @@ from hpo import record
 from hpo.storage._backends import heartbeat_enabled, open_storage, release
 from hpo.storage._ownership import TrialLocks, requeue_unowned
 from hpo.storage._rdb import LATE_RESULT_DROPPED, ResilientRDBStorage
+from hpo.storage._stall import requeue_stalled
 from hpo.study._checkpoints import CheckpointStore, artifact_store
 from hpo.study._compare import (
     enqueue_finalists,
@@ -45,6 +47,7 @@ from hpo.study._spec import StudySpec, load_spec_from_study
 from hpo.training import pick_device
 from hpo.worker._plan import WorkerPlan
 from hpo.worker._signals import EXIT_OUT_OF_MEMORY, StopFlag
+from hpo.worker._watch import StepWatch
 
 _log = logging.getLogger("hpo.worker")
 
@@ -114,9 +117,12 @@ def run_worker(plan: WorkerPlan, stop_flag: StopFlag | None = None) -> int:
     created, spec = load_spec_from_study(plain, plan.storage_url, plan.study_name)
     uid = created.user_attrs.get(record.STUDY_UID)
     release(plain)  # reopened below with heartbeats; nothing reads through it again
+    if plan.stall_timeout is not None:
+        spec = dataclasses.replace(spec, liveness=dataclasses.replace(
+            spec.liveness, stall_timeout=plan.stall_timeout))
     seed = sampler_seed(spec.seed, plan.seeded, shared=SAMPLERS[spec.sampler].shared_seed)
     worker = _Worker(spec, open_storage(plan.storage_url, spec.liveness, checked=True),
-                     plan.study_name, stop_flag, seed)
+                     plan.study_name, stop_flag, seed, plan.index)
     if plan.checkpoint_dir is not None:
         worker.keep_checkpoints(Path(plan.checkpoint_dir), uid)
     return worker.run(plan.n_trials or spec.n_trials, plan.timeout)
@@ -126,8 +132,9 @@ class _Worker:
     """One process's trial loop over a study: which trial next, promotions, checkpoints."""
 
     def __init__(self, spec: StudySpec, storage: optuna.storages.BaseStorage, name: str,
-                 stop_flag: StopFlag, seed: int | None) -> None:
+                 stop_flag: StopFlag, seed: int | None, index: int = 0) -> None:
         self.spec, self.storage, self.stop_flag, self.seed = spec, storage, stop_flag, seed
+        self.index = index
         sampler = build_sampler(spec.sampler, spec.sampler_options, seed, spec.grid)
         pruner = build_pruner(spec.pruner, spec.pruner_options)
         if spec.compare is not None:
@@ -151,8 +158,14 @@ class _Worker:
     def run(self, n_trials: int, timeout: float | None) -> int:
         spec, study = self.spec, self.study
         self.budget = Budget(n_trials, self.stop_flag, slots=spec.compare is not None)
-        objective = Objective(spec, pick_device(), self.stop_flag, self.store, spec.liveness,
+        watch = StepWatch(self.stop_flag, study, spec.liveness, self.index)
+        objective = Objective(spec, pick_device(), watch, self.store, spec.liveness,
                               self.artifacts, self.locks, sampler_seed=self.seed)
+
+        def watched(trial: optuna.Trial) -> float:
+            with watch.running(trial):
+                return objective(trial)
+
         asha = inner_pruner(study.pruner)
         self.asha = asha if self.store is not None and isinstance(asha, AshaPruner) \
             and asha.promotion else None
@@ -171,7 +184,7 @@ class _Worker:
                 break
             self.promote(study)
             try:
-                study.optimize(objective, n_trials=1 if queued_only else None, timeout=left,
+                study.optimize(watched, n_trials=1 if queued_only else None, timeout=left,
                                callbacks=callbacks, catch=(Exception,), gc_after_trial=False)
             except ValueError as e:
                 if not str(e).startswith("Cannot tell a"):
@@ -188,6 +201,7 @@ class _Worker:
         study, spec = self.study, self.spec
         while not self.stop_flag():
             optuna.storages.fail_stale_trials(study)
+            requeue_stalled(study, spec.liveness)
             if isinstance(self.storage, ResilientRDBStorage):
                 self.storage.fail_orphans(self.study_id)
             if self.locks is not None and not heartbeat_enabled(self.storage):
