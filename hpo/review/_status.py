@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import time
 from typing import Any
 
 import optuna
@@ -10,6 +11,7 @@ from optuna.trial import TrialState
 
 from hpo import record
 from hpo.review._format import text_table
+from hpo.storage._stall import stall_reason
 
 
 def studies_table(storage: optuna.storages.BaseStorage) -> str:
@@ -53,7 +55,8 @@ def _heartbeats(storage: optuna.storages.BaseStorage, trial_ids: list[int]
 
 
 def study_status(storage: optuna.storages.BaseStorage, study_name: str) -> str:
-    """Trials by state, then each running trial with host, device, epoch and last heartbeat."""
+    """Trials by state, then each running trial with host, device, epoch, last heartbeat, last
+    optimizer step, and whether it stalled."""
     study = optuna.load_study(study_name=study_name, storage=storage)
     own, replicates = record.split_replicates(study.get_trials(deepcopy=False))
     lines = [f"study {study_name!r}: " + ", ".join(
@@ -67,7 +70,9 @@ def study_status(storage: optuna.storages.BaseStorage, study_name: str) -> str:
     ids = {t.number: storage.get_trial_id_from_study_id_trial_number(sid, t.number)
            for t in running}
     beats, now = _heartbeats(storage, list(ids.values()))
-    rows = [["trial", "host", "pid", "device", "epoch", "of", "last heartbeat", "resumed from"]]
+    rows = [["trial", "host", "pid", "device", "epoch", "of", "last heartbeat", "last step",
+             "stalled", "resumed from"]]
+    clock = time.time()
     for t in running:
         a: dict[str, Any] = t.user_attrs
         beat = beats.get(ids[t.number])
@@ -76,7 +81,18 @@ def study_status(storage: optuna.storages.BaseStorage, study_name: str) -> str:
         rows.append([str(t.number), str(a.get(record.HOST, "-")),
                      str(a.get(record.WORKER_PID, "-")),
                      str(a.get(record.DEVICE, "-")), str(max(t.intermediate_values, default=0)),
-                     "-" if config is None else str(config.epochs), ago,
+                     "-" if config is None else str(config.epochs), ago, *_pulse(t, clock),
                      str(a.get(record.RESUMED_FROM_EPOCH, "-"))])
     lines.append(text_table(rows[0], rows[1:]))
     return "\n".join(lines)
+
+
+def _pulse(trial: optuna.trial.FrozenTrial, now: float) -> tuple[str, str]:
+    """The running trial's last optimizer step (how long ago, which) and whether it counts as
+    stalled (``STALLED``, its limit), from its worker's stamp (see :mod:`hpo.storage._stall`)."""
+    stamp = trial.user_attrs.get(record.LAST_STEP)
+    if not isinstance(stamp, dict):
+        return "-", "-"
+    step = f"{now - float(stamp['at']):.0f} s ago (step {stamp['steps']})"
+    limit = f"limit {float(stamp['timeout_s']):g} s"
+    return step, f"STALLED ({limit})" if stall_reason(trial, now) else f"no ({limit})"

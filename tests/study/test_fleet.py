@@ -99,10 +99,11 @@ def _resumed_all(trials: list[FrozenTrial]) -> None:
 
 @pytest.mark.parametrize("storage", ["journal", "postgresql"])
 def test_killing_the_pool_takes_its_workers_with_it_and_a_rerun_loses_nothing(
-        tmp_path: Path, storage: str, request: pytest.FixtureRequest) -> None:
-    url = str(tmp_path / "s.journal") if storage == "journal" else request.getfixturevalue("pg_url")
-    name = f"orphans-{tmp_path.name[-12:]}"
-    spec = _spec(tmp_path, n_trials=4, epochs=30)
+        tmp_path: Path, storage: str, study_name: str, request: pytest.FixtureRequest) -> None:
+    url = str(tmp_path / "s.journal") if storage == "journal" else \
+        request.getfixturevalue("pg_url")
+    name = study_name
+    spec = _spec(tmp_path, n_trials=2, epochs=15)
     assert hpo_here("create", str(spec), "--storage", url, "--study-name", name,
                     cwd=tmp_path).returncode == 0
     command = ("worker", "--study", name, "--storage", url, "--workers", "2")
@@ -116,15 +117,14 @@ def test_killing_the_pool_takes_its_workers_with_it_and_a_rerun_loses_nothing(
     interrupted = [t for t in _trials(url, name) if t.state == TrialState.FAIL]
     assert len(interrupted) == 2
     assert all("queued to resume" in t.user_attrs[record.STOP_REASON] for t in interrupted)
-    again = _hpo(*command, cwd=tmp_path)
-    _, err = again.communicate(timeout=240)
-    assert again.returncode == 0, err[-3000:]
+    again = hpo_here(*command, cwd=tmp_path)  # the same command line, run in this process
+    assert again.returncode == 0, again.stderr[-3000:]
     _resumed_all(_trials(url, name))
 
 
 def test_a_killed_worker_is_replaced_and_its_trial_resumes(tmp_path: Path, pg_url: str,
                                                            study_name: str) -> None:
-    spec = _spec(tmp_path, n_trials=4, epochs=30)
+    spec = _spec(tmp_path, n_trials=2, epochs=15)
     assert hpo_here("create", str(spec), "--storage", pg_url, "--study-name", study_name,
                     cwd=tmp_path).returncode == 0
     pool = _hpo("worker", "--study", study_name, "--storage", pg_url, "--workers", "2",
@@ -181,8 +181,9 @@ def test_a_whole_machine_that_hangs_is_detected_by_another_through_the_storage(
         tmp_path: Path) -> None:
     """Machine B (a command in a process group of its own) freezes mid-trial, every thread
     of it: on a journal, nothing but the trial's stale step stamp tells. Machine A's worker
-    sees it, fails the trial as stalled and resumes it from B's checkpoint."""
-    spec = _spec(tmp_path, n_trials=3, epochs=30)
+    sees it, fails the trial as stalled and resumes it from B's checkpoint; ``hpo status`` shows
+    it stalled meanwhile."""
+    spec = _spec(tmp_path, n_trials=2, epochs=15)
     url = str(tmp_path / "s.journal")
     assert hpo_here("create", str(spec), "--storage", url, cwd=tmp_path).returncode == 0
     command = ("worker", "--study", "tiny", "--storage", url, "--stall-timeout", "3",
@@ -191,13 +192,25 @@ def test_a_whole_machine_that_hangs_is_detected_by_another_through_the_storage(
     try:
         frozen = _until(lambda: _training(url, "tiny", 1), 120, "machine B training")[0]
         os.killpg(b.pid, signal.SIGSTOP)
-        a = _hpo(*command, cwd=tmp_path)
-        _, err = a.communicate(timeout=240)
+        time.sleep(4)
+        status = hpo_here("status", "--storage", url, "--study", "tiny", cwd=tmp_path).stdout
+        row = next(line for line in status.splitlines() if line.startswith(f"{frozen.number} "))
+        assert "STALLED (limit 3 s)" in row, status
+        a = hpo_here(*command, cwd=tmp_path)  # machine A: this process and its fork server
     finally:
         os.killpg(b.pid, signal.SIGKILL)
         b.wait()
-    assert a.returncode == 0, err[-3000:]
+    assert a.returncode == 0, a.stderr[-3000:]
     trials = _trials(url, "tiny")
     reason = trials[frozen.number].user_attrs[record.STOP_REASON]
     assert reason.startswith("stalled: no optimizer step for"), reason
     _resumed_all(trials)
+
+
+def test_the_automatic_stall_limit_is_ten_gaps_between_steps_and_never_below_five_minutes(
+        ) -> None:
+    from hpo.storage._stall import automatic_timeout
+
+    assert automatic_timeout(None) == 1200  # before the first step: data, restore, compile
+    assert automatic_timeout(0.05) == 300
+    assert automatic_timeout(45.0) == 450

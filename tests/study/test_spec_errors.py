@@ -48,6 +48,8 @@ CASES = [
      ["data.name: unknown value 'mnist'", "digits, synthetic, cifar10"]),
     ("negative-epochs", VALID.replace("epochs = 2", "epochs = -3"),
      ["training.epochs: must be >= 1, got -3"]),
+    ("zero-stall-timeout", VALID.replace("n_trials = 2", "n_trials = 2\nstall_timeout = 0"),
+     ["study.stall_timeout: must be > 0, got 0"]),
     ("unknown-sampler", VALID + '[sampler]\nname = "bayes"\n',
      ["sampler.name: unknown value 'bayes'", "tpe, random, gp, cmaes, qmc, grid"]),
     ("sampler-option", VALID + '[sampler]\nname = "random"\nn_startup_trials = 3\n',
