@@ -157,17 +157,20 @@ def test_a_slot_whose_workers_die_at_start_is_given_up_after_its_limit(tmp_path:
     assert "is not restarted again" in died[-1]
 
 
+@pytest.mark.parametrize("storage", ["journal", "postgresql"])
 def test_a_trial_stalled_in_forward_is_failed_and_resumes_in_a_new_worker(
-        tmp_path: Path) -> None:
+        tmp_path: Path, storage: str, study_name: str, request: pytest.FixtureRequest) -> None:
+    url = str(tmp_path / "s.journal") if storage == "journal" else \
+        request.getfixturevalue("pg_url")
     flag = tmp_path / "hung"
     spec = _spec(tmp_path, n_trials=2, epochs=3, net="tests._faulty:hangs_once",
                  options=f'{{ flag = "{flag}" }}')
-    url = str(tmp_path / "s.journal")
     began = time.monotonic()
-    out = hpo_here("launch", str(spec), "--storage", url, "--stall-timeout", "3", cwd=tmp_path)
+    out = hpo_here("launch", str(spec), "--storage", url, "--study-name", study_name,
+                   "--stall-timeout", "3", cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-3000:]
     assert flag.exists()
-    trials = _trials(url, "tiny")
+    trials = _trials(url, study_name)
     stalled = [t for t in trials if t.state == TrialState.FAIL]
     assert len(stalled) == 1
     reason = stalled[0].user_attrs[record.STOP_REASON]
