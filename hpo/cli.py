@@ -49,14 +49,15 @@ def _launch(args: argparse.Namespace) -> int:
     from hpo.review._table import top_table
     from hpo.storage._backends import resolve_url
     from hpo.study._spec import load_spec
-    from hpo.worker._launch import launch
+    from hpo.worker._launch import check_trackers, launch
 
     spec = _stall_timeout(load_spec(args.spec), args)
+    check_trackers(spec, args.track)
     url = resolve_url(args.storage)
     study, status = launch(
         spec, url, args.study_name or spec.name, _slots(args, dict(spec.raw)),
         checkpoint_dir=_checkpoint_dir(args, url), n_trials=args.n_trials, timeout=args.timeout,
-        stop=args.stop,
+        stop=args.stop, track=args.track,
     )
     print(f"\nTop 5 of study {study.study_name!r}:")
     print(top_table(study, spec.metric, 5))
@@ -74,7 +75,7 @@ def _stall_timeout(spec: StudySpec, args: argparse.Namespace) -> StudySpec:
 def _worker(args: argparse.Namespace) -> int:
     from hpo.storage._backends import open_storage, release, resolve_url
     from hpo.study._spec import load_spec_from_study
-    from hpo.worker._launch import check_budget, check_data_of
+    from hpo.worker._launch import check_budget, check_data_of, check_trackers
     from hpo.worker._pool import run_pool
 
     url = resolve_url(args.storage)
@@ -83,10 +84,11 @@ def _worker(args: argparse.Namespace) -> int:
     release(storage)  # the pool opens its own
     check_budget(spec, args.n_trials)
     check_data_of(spec)
+    check_trackers(spec, args.track)
     slots = _slots(args, dict(spec.raw))
     return run_pool(url, args.study, slots, checkpoint_dir=_checkpoint_dir(args, url),
                     liveness=spec.liveness, n_trials=args.n_trials or spec.n_trials,
-                    timeout=args.timeout, stop=args.stop)
+                    timeout=args.timeout, stop=args.stop, track=args.track)
 
 
 def _status(args: argparse.Namespace) -> int:
@@ -204,11 +206,13 @@ def _replicate(args: argparse.Namespace) -> int:
     from hpo.storage._backends import open_storage, redact, release, resolve_url
     from hpo.study._replicate import enqueue_replicates
     from hpo.study._spec import load_spec_from_study
+    from hpo.worker._launch import check_trackers
     from hpo.worker._pool import run_pool
 
     url = resolve_url(args.storage)
     study, spec = load_spec_from_study(storage := open_storage(url), url, args.study)
     spec = _stall_timeout(spec, args)
+    check_trackers(spec, args.track)
     queued = enqueue_replicates(study, args.top, args.seeds, spec.base.seed)
     release(storage)  # the pool opens its own; the report below reopens it
     print(f"[hpo] {queued} replicate trial(s) queued", file=sys.stderr)
@@ -216,7 +220,7 @@ def _replicate(args: argparse.Namespace) -> int:
     # The budget is met already: the workers run the queued replicates and stop.
     status = run_pool(url, args.study, slots, checkpoint_dir=_checkpoint_dir(args, url),
                       liveness=spec.liveness, n_trials=1, timeout=args.timeout, stop=args.stop,
-                      shown_budget=spec.n_trials)
+                      shown_budget=spec.n_trials, track=args.track)
     print(to_text(build_report(study, redact(url), args.top), only=("replicates",)))
     return status
 
@@ -256,6 +260,15 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _trackers(value: str) -> str:
+    from hpo.study._tracking import tracker_names
+
+    try:
+        return tracker_names(value)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def _storage_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--storage", help="Optuna storage URL, journal file or grpc://HOST:PORT "
                                      "(default: $HPO_STORAGE, else hpo.journal)")
@@ -275,6 +288,10 @@ def _run_args(p: argparse.ArgumentParser, budget: bool = True) -> None:
                    help="seconds before workers start no new trial")
     p.add_argument("--checkpoint-dir", help="checkpoint store reachable by all workers "
                    "(default: $HPO_CHECKPOINT_DIR, else hpo-checkpoints beside the storage)")
+    p.add_argument("--track", type=_trackers, default=os.environ.get("HPO_TRACK") or None,
+                   help="copy every trial's run to these trackers too, beside the spec's "
+                        "[track]: mlflow, tensorboard, or both comma-separated (default: "
+                        "$HPO_TRACK)")
     p.add_argument("--stall-timeout", type=_positive_float,
                    help="seconds without an optimizer step before a running trial counts as "
                         "stalled: failed, queued to resume, its worker replaced (default: the "

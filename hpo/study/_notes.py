@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import tempfile
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -95,7 +96,8 @@ def _canvas(kind: Literal["losses", "norms"]) -> tuple[Figure, tuple[Axes, ...]]
     a worker draws two figures a trial: 0.7 s of CPU a trial against 0.26 s reused, on the
     2-core machine, where a short trial trains in less. Margins are fixed for the same reason
     (``tight_layout`` measured every label's extent each time). A worker draws one figure at a
-    time, from one thread.
+    time: :data:`_DRAWING` holds the MLflow tracker's thread back while the trial's own are
+    drawn, and the other way round.
     """
     from matplotlib import ticker
     from matplotlib.figure import Figure
@@ -142,8 +144,16 @@ def _cleared(kind: Literal["losses", "norms"]) -> tuple[Figure, tuple[Axes, ...]
     return fig, axes
 
 
+_DRAWING = threading.Lock()
+
+
 def curve_png(path: Path, number: int, curve: dict[str, list[float]]) -> None:
     """Validation accuracy and losses per epoch, as a PNG."""
+    with _DRAWING:
+        _curve_png(path, number, curve)
+
+
+def _curve_png(path: Path, number: int, curve: dict[str, list[float]]) -> None:
     fig, (ax1, ax2) = _cleared("losses")
     epochs = range(1, len(curve["val_accuracy"]) + 1)
     ax1.plot(epochs, curve["val_accuracy"], marker="o", color="C0")
@@ -157,6 +167,11 @@ def curve_png(path: Path, number: int, curve: dict[str, list[float]]) -> None:
 
 def gradients_png(path: Path, number: int, gradients: dict[str, Any]) -> None:
     """Per-stage gradient norms over epochs, log scale, one line per stage."""
+    with _DRAWING:
+        _gradients_png(path, number, gradients)
+
+
+def _gradients_png(path: Path, number: int, gradients: dict[str, Any]) -> None:
     fig, (ax,) = _cleared("norms")
     epochs = range(1, len(gradients["grad_norm"]) + 1)
     for i, stage in enumerate(gradients["stages"]):

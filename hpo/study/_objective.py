@@ -35,6 +35,7 @@ from hpo.study._promotion import AshaPruner, duplicate_promotion
 from hpo.study._replicate import duplicate_replicate
 from hpo.study._space import suggest_config
 from hpo.study._spec import StudySpec
+from hpo.study._tracking import RunEnd, RunStart, Tracking
 from hpo.training import (
     Data,
     EpochMetrics,
@@ -68,6 +69,7 @@ class Objective:
         locks: ownership locks of running trials (storages without heartbeats rely on them);
             the worker releases each after its trial's result is stored.
         sampler_seed: the seed of this process's sampler, recorded on each trial it proposes.
+        tracking: the experiment trackers each trial's run is copied to (None: none).
     """
 
     def __init__(self, spec: StudySpec, device: torch.device,
@@ -75,7 +77,8 @@ class Objective:
                  checkpoints: CheckpointStore | None = None,
                  liveness: Liveness | None = None,
                  artifacts: optuna.artifacts.FileSystemArtifactStore | None = None,
-                 locks: TrialLocks | None = None, sampler_seed: int | None = None) -> None:
+                 locks: TrialLocks | None = None, sampler_seed: int | None = None,
+                 tracking: Tracking | None = None) -> None:
         self.spec = spec
         self.device = device
         self.should_stop = should_stop
@@ -84,17 +87,29 @@ class Objective:
         self.artifacts = artifacts
         self.locks = locks
         self.sampler_seed = sampler_seed
+        self.tracking = tracking
+        self._tracked: set[int] = set()  # trials whose run was started
         self.out_of_memory = False  # set when a trial ran out of device memory
         self._data: Data | None = None
         self._data_with_test: Data | None = None
 
     def __call__(self, trial: optuna.Trial) -> float:
+        state, value = "FAIL", None
         try:
-            return self._run(trial)
+            value = self._run(trial)
+            state = "COMPLETE"
+            return value
+        except optuna.TrialPruned:
+            state = "PRUNED"
+            raise
         except optuna.exceptions.UpdateFinishedTrialError:
             # Another worker declared this trial stale and retried it while it ran: nothing of
             # this run may be written (the worker says so in one line, see run_worker).
             raise TrialAbandoned(trial.number) from None
+        finally:
+            if trial.number in self._tracked:
+                self._tracked.discard(trial.number)
+                self._end_run(trial, state, value)
 
     def _run(self, trial: optuna.Trial) -> float:
         if self.locks is not None:  # before anything names this process as the trial's owner
@@ -119,6 +134,9 @@ class Objective:
         if earlier is not None:
             return _reuse_queued(trial, earlier)
         self._sign(trial)
+        if self.tracking is not None:
+            self.tracking.start(self._run_start(trial, config.to_dict(), replicate))
+            self._tracked.add(trial.number)
         curve: dict[str, list[float]] = {"train_loss": [], "val_loss": [], "val_accuracy": []}
         self._flows: list[dict[str, Any]] = []
         on_epoch = self._on_epoch(trial, curve, prunable=not replicate)
@@ -217,10 +235,40 @@ class Objective:
             values.append(getattr(m, key))
         trial.set_user_attr(record.CURVE, curve)
         trial.set_user_attr(record.EPOCHS_RUN, m.epoch)
+        if self.tracking is not None:
+            self.tracking.epoch(trial.number, m.epoch, {k: getattr(m, k) for k in (
+                "train_loss", "val_loss", "val_accuracy", "lr")})
         if m.flow:
             self._flows.append(m.flow)
             trial.set_user_attr(record.GRADIENTS, record.gradients_of(self._flows))
         return value
+
+    def _run_start(self, trial: optuna.Trial, config: dict[str, Any], replicate: bool
+                   ) -> RunStart:
+        """What a tracker needs to open ``trial``'s run: what kind of run, and which it
+        continues (the previous trial of its chain, or the trial a replicate retrains)."""
+        start = RunStart(trial.number, dict(trial.params), config)
+        history = self._retry_history(trial)
+        if replicate:
+            start.kind, start.continues = "replicate", int(trial.user_attrs[record.REPLICATE_OF])
+        elif history:
+            storage, study_id = trial.storage, trial.study._study_id  # noqa: SLF001
+            before = storage.get_trial(storage.get_trial_id_from_study_id_trial_number(
+                study_id, history[-1]))
+            start.continues, start.previous_curve = before.number, before.user_attrs.get(
+                record.CURVE)
+            start.kind = "continuation" if record.PAUSED_AT in before.user_attrs else "retry"
+        return start
+
+    def _end_run(self, trial: optuna.Trial, state: str, value: float | None) -> None:
+        """Closes ``trial``'s tracked run with its stored reason and curve."""
+        assert self.tracking is not None
+        try:
+            attrs = trial.storage.get_trial_user_attrs(trial._trial_id)  # noqa: SLF001
+        except Exception:  # noqa: BLE001 - the storage is down: end the run with what we know
+            attrs = {}
+        self.tracking.end(RunEnd(trial.number, state, str(attrs.get(record.STOP_REASON, "")),
+                                 value, dict(attrs.get(record.CURVE, {}))))
 
     def _requeue(self, trial: optuna.Trial, reason: str) -> None:
         """Queues the trial's retry (it resumes from the checkpoint) and stops this worker's

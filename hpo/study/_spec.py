@@ -41,6 +41,7 @@ from hpo.study._space import (
     grid_space,
     parse_search,
 )
+from hpo.study._tracking import TrackSpec, parse_track
 from hpo.training import (
     DATASETS,
     DataConfig,
@@ -53,7 +54,8 @@ from hpo.training._imported import is_import_path
 from hpo.training._imported import problem as import_problem
 
 METRICS = {"val_accuracy": "maximize", "val_loss": "minimize"}
-SECTIONS = ("study", "sampler", "pruner", "data", "model", "training", "search", "compare")
+SECTIONS = ("study", "sampler", "pruner", "data", "model", "training", "search", "compare",
+            "track")
 _DATA_RULES = {
     "name": Rule("str", choices=tuple(DATASETS)),
     "root": Rule("str"),
@@ -95,6 +97,7 @@ class StudySpec:
             its parameters (default False: the trial reuses that result, ``duplicate_of``).
         warm_start: earlier studies (same storage) whose finished trials seed the sampler.
         compare: the head-to-head protocol (``[compare]``), or None for an ordinary study.
+        track: the experiment trackers its trials are copied to (``[track]``).
         raw: the spec as written, stored in the study.
         source: where it was read from, for messages.
     """
@@ -118,6 +121,7 @@ class StudySpec:
     source: str
     grid: Mapping[str, list[Any]] = field(default_factory=dict)
     compare: CompareSpec | None = None
+    track: TrackSpec = field(default_factory=TrackSpec)
 
 
 def load_spec(path: str | Path) -> StudySpec:
@@ -192,6 +196,8 @@ def parse_spec(raw: Mapping[str, Any], source: str) -> StudySpec:
     space = parse_search(c, c.table(raw, "search", "", None))
     compare = _compare(c, c.table(raw, "compare", "", ("axis", "budget", "seeds")), space)
     n_trials = _budget(c, n_trials, compare)
+    track = parse_track(c, c.table(raw, "track", "", ("mlflow", "mlflow_uri", "mlflow_experiment",
+                                                      "tensorboard", "tensorboard_dir")))
 
     sampler_t = c.table(raw, "sampler", "", None)
     sampler = c.get(sampler_t, "sampler", "name", Rule("str", choices=tuple(SAMPLERS)), "tpe")
@@ -228,7 +234,7 @@ def parse_spec(raw: Mapping[str, Any], source: str) -> StudySpec:
         pruner=pruner, pruner_options=pruner_options,
         base=base, space=space, liveness=liveness, keep_checkpoints=keep_checkpoints,
         repeats=repeats, warm_start=tuple(warm),
-        raw=dict(raw), source=source, grid=grid, compare=compare,
+        raw=dict(raw), source=source, grid=grid, compare=compare, track=track,
     )
 
 

@@ -63,6 +63,18 @@ def check_budget(spec: StudySpec, n_trials: int | None) -> None:
                         f"budget is compare.budget ({spec.compare.budget}) per level")
 
 
+def check_trackers(spec: StudySpec, names: str | None) -> None:
+    """Every tracker turned on (the spec's ``[track]`` and ``--track``) has its package; one
+    line naming it otherwise, before any study or trial is created."""
+    from hpo.study._tracking import missing_tracker
+
+    missing = missing_tracker(spec.track.also(names))
+    if missing:
+        raise UserError(f"{spec.source}: track.{missing}: the Python package {missing!r} does "
+                        "not import; install hpo's 'track' extra (pip install 'hpo[track]') "
+                        "or turn the tracker off")
+
+
 def check_data_of(spec: StudySpec) -> None:
     """The spec's data loads and its network (every model the search may pick) runs on it; one
     line naming the key otherwise, checked before any study or trial is created."""
@@ -103,6 +115,7 @@ def launch(
     timeout: float | None = None,
     out: TextIO | None = None,
     stop: StopFlag | None = None,
+    track: str | None = None,
 ) -> tuple[optuna.Study, int]:
     """Creates or resumes the study and runs it to its budget with local workers.
 
@@ -123,5 +136,5 @@ def launch(
           file=out, flush=True)
     status = run_pool(storage_url, study_name, slots, checkpoint_dir=checkpoint_dir,
                       liveness=spec.liveness, n_trials=budget, timeout=timeout, out=out,
-                      stop=stop, seeded=fresh)
+                      stop=stop, seeded=fresh, track=track)
     return study, status

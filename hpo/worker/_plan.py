@@ -25,6 +25,7 @@ class WorkerPlan:
         gpu: the GPU it runs on (``CUDA_VISIBLE_DEVICES``), None on the CPU.
         stall_timeout: seconds without an optimizer step before a trial counts as stalled,
             when the command sets it (``--stall-timeout``); None: the spec's, else automatic.
+        track: trackers to turn on beside the spec's (``--track``: ``"mlflow,tensorboard"``).
     """
 
     storage_url: str
@@ -37,3 +38,4 @@ class WorkerPlan:
     index: int = 0
     gpu: str | None = None
     stall_timeout: float | None = None
+    track: str | None = None

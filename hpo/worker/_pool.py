@@ -137,6 +137,7 @@ def run_pool(
     stop: StopFlag | None = None,
     seeded: bool = False,
     shown_budget: int | None = None,
+    track: str | None = None,
 ) -> int:
     """Runs one worker process per slot until they end; returns the exit status.
 
@@ -150,6 +151,7 @@ def run_pool(
     the first worker's sampler uses the spec's seed (``hpo launch`` on a fresh study).
     ``shown_budget``: the budget the progress lines show when it is not ``n_trials`` (``hpo
     replicate`` runs the queue with a budget of 1 but reports against the study's).
+    ``track``: trackers the workers turn on beside the spec's (``"mlflow,tensorboard"``).
     """
     out = out or sys.stderr
     restore = None
@@ -167,7 +169,7 @@ def run_pool(
     where = storage_url if "://" in storage_url else os.path.abspath(storage_url)
     folder = str(checkpoint_dir.absolute()) if checkpoint_dir else None
     plans = [WorkerPlan(where, study_name, folder, n_trials, timeout, seeded and s.index == 0,
-                        threads, s.index, s.gpu, liveness.stall_timeout) for s in slots]
+                        threads, s.index, s.gpu, liveness.stall_timeout, track) for s in slots]
     fleet = _Fleet(ctx, study, liveness, stop, out)
     # A signal only sets a flag, so that it never lands inside a storage read or write here.
     try:

@@ -44,6 +44,7 @@ from hpo.study._objective import (
 from hpo.study._promotion import AshaPruner, promote_due
 from hpo.study._samplers import SAMPLERS, build_pruner, build_sampler
 from hpo.study._spec import StudySpec, load_spec_from_study
+from hpo.study._tracking import Tracking, build_tracking
 from hpo.training import pick_device
 from hpo.worker._plan import WorkerPlan
 from hpo.worker._signals import EXIT_OUT_OF_MEMORY, StopFlag
@@ -120,12 +121,20 @@ def run_worker(plan: WorkerPlan, stop_flag: StopFlag | None = None) -> int:
     if plan.stall_timeout is not None:
         spec = dataclasses.replace(spec, liveness=dataclasses.replace(
             spec.liveness, stall_timeout=plan.stall_timeout))
+    if plan.track:
+        spec = dataclasses.replace(spec, track=spec.track.also(plan.track))
     seed = sampler_seed(spec.seed, plan.seeded, shared=SAMPLERS[spec.sampler].shared_seed)
     worker = _Worker(spec, open_storage(plan.storage_url, spec.liveness, checked=True),
                      plan.study_name, stop_flag, seed, plan.index)
     if plan.checkpoint_dir is not None:
         worker.keep_checkpoints(Path(plan.checkpoint_dir), uid)
-    return worker.run(plan.n_trials or spec.n_trials, plan.timeout)
+    tracking = build_tracking(spec.track, plan.study_name,
+                              Path(plan.checkpoint_dir) if plan.checkpoint_dir else None)
+    try:
+        return worker.run(plan.n_trials or spec.n_trials, plan.timeout, tracking)
+    finally:
+        if tracking is not None:
+            tracking.close()
 
 
 class _Worker:
@@ -155,12 +164,13 @@ class _Worker:
         self.artifacts = artifact_store(root)
         self.locks = TrialLocks(self.store.dir)
 
-    def run(self, n_trials: int, timeout: float | None) -> int:
+    def run(self, n_trials: int, timeout: float | None, tracking: Tracking | None = None) -> int:
         spec, study = self.spec, self.study
         self.budget = Budget(n_trials, self.stop_flag, slots=spec.compare is not None)
         watch = StepWatch(self.stop_flag, study, spec.liveness, self.index)
         objective = Objective(spec, pick_device(), watch, self.store, spec.liveness,
-                              self.artifacts, self.locks, sampler_seed=self.seed)
+                              self.artifacts, self.locks, sampler_seed=self.seed,
+                              tracking=tracking)
 
         def watched(trial: optuna.Trial) -> float:
             with watch.running(trial):

@@ -61,9 +61,10 @@ def _until(condition: Callable[[], object], timeout: float, what: str) -> object
 
 
 def _training(url: str, name: str, n: int) -> list[FrozenTrial]:
-    """RUNNING trials that have reported an epoch, when at least ``n`` do."""
+    """RUNNING trials that have reported an epoch and are far from their last (15), when at
+    least ``n`` do: a kill then lands in the trial seen, not in the next one."""
     running = [t for t in _trials(url, name)
-               if t.state == TrialState.RUNNING and t.intermediate_values]
+               if t.state == TrialState.RUNNING and 1 <= len(t.intermediate_values) <= 8]
     return running if len(running) >= n else []
 
 
