@@ -25,6 +25,7 @@ from __future__ import annotations
 import logging
 import os
 import queue
+import re
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -201,8 +202,13 @@ class Tracking:
 
 
 def _first_line(e: Exception) -> str:
+    """The error's first line, with any password in a URL in it masked (a tracking URI may
+    carry credentials, and the client's errors quote it)."""
     text = str(e).strip().splitlines()
-    return text[0][:200] if text else ""
+    return _PASSWORD.sub(r"//\1:***@", text[0][:200]) if text else ""
+
+
+_PASSWORD = re.compile(r"//([^/:@\s]+):[^@\s/]+@")
 
 
 def build_tracking(track: TrackSpec, study_name: str, checkpoint_root: Path | None
@@ -211,15 +217,18 @@ def build_tracking(track: TrackSpec, study_name: str, checkpoint_root: Path | No
     if not track.any:
         return None
     sinks: list[Sink] = []
-    if track.mlflow:
-        from hpo.study._track_mlflow import MlflowSink
+    try:
+        if track.mlflow:
+            from hpo.study._track_mlflow import MlflowSink
 
-        sinks.append(MlflowSink(track.mlflow_uri or os.environ.get("MLFLOW_TRACKING_URI"),
-                                track.mlflow_experiment or study_name, study_name))
-    if track.tensorboard:
-        from hpo.study._track_tensorboard import TensorBoardSink
+            sinks.append(MlflowSink(track.mlflow_uri or os.environ.get("MLFLOW_TRACKING_URI"),
+                                    track.mlflow_experiment or study_name, study_name))
+        if track.tensorboard:
+            from hpo.study._track_tensorboard import TensorBoardSink
 
-        root = Path(track.tensorboard_dir) if track.tensorboard_dir else \
-            (checkpoint_root or Path("hpo-checkpoints")) / "tensorboard"
-        sinks.append(TensorBoardSink(root / study_name))
-    return Tracking(sinks)
+            root = Path(track.tensorboard_dir) if track.tensorboard_dir else \
+                (checkpoint_root or Path("hpo-checkpoints")) / "tensorboard"
+            sinks.append(TensorBoardSink(root / study_name))
+    except Exception as e:  # noqa: BLE001 - a tracker must never cost a trial
+        _log.warning("tracking is off in this worker: %s: %s", type(e).__name__, _first_line(e))
+    return Tracking(sinks) if sinks else None

@@ -1,5 +1,6 @@
 """Every malformed spec gives one line naming the file, the key and what is allowed; exit 2."""
 
+import importlib.util
 from pathlib import Path
 
 import pytest
@@ -48,6 +49,8 @@ CASES = [
      ["data.name: unknown value 'mnist'", "digits, synthetic, cifar10"]),
     ("negative-epochs", VALID.replace("epochs = 2", "epochs = -3"),
      ["training.epochs: must be >= 1, got -3"]),
+    ("track-not-a-bool", VALID + '[track]\nmlflow = "yes"\n',
+     ["track.mlflow: must be true or false"]),
     ("zero-stall-timeout", VALID.replace("n_trials = 2", "n_trials = 2\nstall_timeout = 0"),
      ["study.stall_timeout: must be > 0, got 0"]),
     ("unknown-sampler", VALID + '[sampler]\nname = "bayes"\n',
@@ -108,6 +111,25 @@ def test_sampler_whose_package_is_missing_is_refused_at_load_time(tmp_path: Path
         f"hpo: error: {spec}: sampler.name: 'cmaes' needs the Python package 'cmaes', which "
         "does not import; install it or choose another sampler")
     assert not (tmp_path / "hpo.journal").exists()  # refused before any study was created
+
+
+@pytest.mark.skipif(importlib.util.find_spec("mlflow") is not None,
+                    reason="the track extra is installed here")
+def test_a_tracker_whose_package_is_missing_is_refused_before_anything_runs(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    spec = tmp_path / "tracked.toml"
+    spec.write_text(VALID)
+    assert main(["launch", str(spec), "--storage", str(tmp_path / "s.journal"),
+                 "--track", "mlflow"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"hpo: error: {spec}: track.mlflow: the Python package 'mlflow' does not import; "
+        "install hpo's 'track' extra (pip install 'hpo[track]') or turn the tracker off")
+    assert not (tmp_path / "s.journal").exists()
+    with pytest.raises(SystemExit) as refused:  # argparse's refusal
+        main(["launch", str(spec), "--track", "wandb"])
+    assert refused.value.code == 2
+    assert "argument --track: unknown tracker 'wandb'; allowed: mlflow, tensorboard" in \
+        capsys.readouterr().err
 
 
 def test_bad_spec_through_the_real_command_has_no_traceback(tmp_path: Path) -> None:

@@ -139,8 +139,9 @@ def test_a_tracking_server_that_goes_down_costs_no_trial_and_later_trials_log_ag
     folder = tmp_path / "mlflow"
     journal = str(tmp_path / "s.journal")
     uri = f"http://127.0.0.1:{port}"
-    spec = _spec(tmp_path, n_trials=10, epochs=20, track=f'mlflow = true\nmlflow_uri = "{uri}"',
-                 pruner="none")
+    secret = f"http://bob:s3cret@127.0.0.1:{port}"  # credentials must never be printed
+    spec = _spec(tmp_path, n_trials=10, epochs=20,
+                 track=f'mlflow = true\nmlflow_uri = "{secret}"', pruner="none")
     pool = None
     with _mlflow_server(folder, port):
         pool = subprocess.Popen(
@@ -169,6 +170,7 @@ def test_a_tracking_server_that_goes_down_costs_no_trial_and_later_trials_log_ag
             assert _curve(uri, runs[t.number]) == t.user_attrs[record.CURVE]["val_accuracy"]
     warnings = [line for line in err.splitlines() if "mlflow tracking failed" in line]
     assert len(warnings) == 1, err  # one worker, one line
+    assert "s3cret" not in err
 
 
 def test_tensorboard_event_files_hold_each_trials_curve_and_hparams(tmp_path: Path) -> None:
