@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from hpo import record
 from hpo.study._tracking import RunEnd, RunStart
 
 
@@ -45,5 +46,5 @@ class TensorBoardSink:
         final = {f"final/{k}": v[-1] for k, v in run.curve.items() if v}
         writer.add_hparams(self.params.pop(run.number), final, run_name=".",
                            global_step=len(run.curve.get("val_accuracy", [])))
-        writer.add_text("stop_reason", f"{run.state}: {run.reason}")
+        writer.add_text(record.STOP_REASON, f"{run.state}: {run.reason}")
         writer.close()

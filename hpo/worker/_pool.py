@@ -23,7 +23,7 @@ import signal
 import socket
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
@@ -218,6 +218,7 @@ class _Member:
     quick_deaths: int = 0  # deaths at start in a row on this slot
     restart_at: float | None = None  # when its replacement is due
     kill_at: float | None = None  # when a stuck worker gets SIGKILL
+    stalled: dict[int, int | None] = field(default_factory=dict)  # its stalled trials' retries
     done: bool = False  # ended for good (finished, refused its input, gave up)
 
 
@@ -252,6 +253,7 @@ class _Fleet:
         them); the last line printed."""
         last = ""
         while not self.stop():
+            self._tend()  # first: a worker that ended is seen before the loop may stop
             alive = [m for m in self.members if m.proc.is_alive()]
             due = [t for m in self.members for t in (m.restart_at, m.kill_at) if t is not None]
             if not alive and not due:
@@ -259,7 +261,6 @@ class _Fleet:
             wait = min([1.0, *(t - time.monotonic() for t in due)])
             # a second between progress lines, less when a worker exits (its sentinel wakes us)
             multiprocessing.connection.wait([m.proc.sentinel for m in alive], max(0.0, wait))
-            self._tend()
             line = Progress.of(self.study).line(budget)
             if line != last:
                 print(line, file=self.out, flush=True)
@@ -289,8 +290,9 @@ class _Fleet:
             m.done = True
             self.refused |= code == 2
             return
-        requeued = _requeue_orphans(self.study, {m.proc.pid} if m.proc.pid else set(),
-                                    self.liveness)
+        requeued = {**m.stalled, **_requeue_orphans(
+            self.study, {m.proc.pid} if m.proc.pid else set(), self.liveness)}
+        m.stalled = {}
         quick = time.monotonic() - m.started < QUICK_DEATH_S
         m.quick_deaths = m.quick_deaths + 1 if quick else 0
         left = self._time_left()
@@ -329,9 +331,10 @@ class _Fleet:
                  and t.user_attrs.get(record.WORKER_PID) in ours and stall_reason(t)]
         if not stuck:
             return
-        requeue_stalled(self.study, self.liveness, stuck)
+        requeued = requeue_stalled(self.study, self.liveness, stuck)
         for t in stuck:
             m = ours[t.user_attrs[record.WORKER_PID]]
+            m.stalled[t.number] = requeued.get(t.number)
             self._say(f"trial {t.number} of {m.proc.name} stalled; the worker is stopped "
                       "(SIGTERM, then SIGKILL) and replaced")
             with contextlib.suppress(ProcessLookupError):
