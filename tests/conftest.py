@@ -25,7 +25,7 @@ import pytest
 if TYPE_CHECKING:
     import optuna
 
-# Two test processes share the 2-core machine, and each runs workers or trains in-process: one
+# Three test processes share the 2-core machine, and each runs workers or trains in-process: one
 # OpenMP thread each, or their threads spin against each other (2.4x the CPU per epoch). Set
 # before torch starts here, inherited by every command a test runs; the workers honour it.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -214,10 +214,10 @@ def storage_at(url: str) -> optuna.storages.BaseStorage:
 
 
 # The modules whose tests run longest (real studies with several processes, Slurm, kills),
-# handed out first so that the two test processes end together, not one of them alone on a
+# handed out first so that the test processes end together, not one of them alone on a
 # long test at the end.
 LONGEST_FIRST = ("study/test_quickstart.py", "study/test_slurm.py", "review/",
-                 "study/test_distributed.py", "study/test_promotion.py")
+                 "study/test_distributed.py", "study/test_fleet.py", "study/test_promotion.py")
 
 
 def _rank(item: pytest.Item) -> int:
