@@ -13,6 +13,7 @@ import os
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from hpo.study._tracking import RunEnd, RunStart
 
@@ -66,25 +67,33 @@ class MlflowSink:
         return found[0] if found else None
 
     def start(self, run: RunStart) -> None:
-        from mlflow.entities import Param
-
         tags = {"hpo.study": self.study_name, "hpo.trial": str(run.number),
                 "hpo.kind": run.kind}
         if run.continues is not None:
             tags["hpo.continues"] = str(run.continues)
             earlier = self._run_of(run.continues)
+            if earlier is None and run.kind == "retry" and run.previous_curve:
+                earlier = self._open(run.continues, run.params, {
+                    "hpo.study": self.study_name, "hpo.trial": str(run.continues),
+                    "hpo.kind": "trial", "hpo.logged_by": f"its retry, trial {run.number}: "
+                    "its worker was killed before it logged"}, f"trial-{run.continues}")
             if earlier is not None:
                 tags["hpo.continues_run"] = earlier.info.run_id
                 if earlier.info.status == "RUNNING" and run.kind != "replicate":
                     self._finish_killed(earlier.info.run_id, run.previous_curve or {})
         what = f" ({run.kind} of trial {run.continues})" if run.continues is not None else ""
-        created = self.client.create_run(self._experiment(), run_name=f"trial-{run.number}{what}",
-                                         tags=tags)
-        run_id = created.info.run_id
-        self.runs[run.number] = run_id
-        self.client.log_batch(run_id, params=[Param(k, str(v)[:6000])
-                                              for k, v in sorted(run.params.items())])
-        self.client.log_dict(run_id, run.config, "config.json")
+        created = self._open(run.number, run.params, tags, f"trial-{run.number}{what}")
+        self.runs[run.number] = created.info.run_id
+        self.client.log_dict(created.info.run_id, run.config, "config.json")
+
+    def _open(self, number: int, params: dict, tags: dict[str, str], name: str) -> Any:
+        """A new RUNNING run of trial ``number`` with its parameters."""
+        from mlflow.entities import Param
+
+        created = self.client.create_run(self._experiment(), run_name=name, tags=tags)
+        self.client.log_batch(created.info.run_id, params=[
+            Param(k, str(v)[:6000]) for k, v in sorted(params.items())])
+        return created
 
     def _finish_killed(self, run_id: str, curve: dict[str, list[float]]) -> None:
         """Completes a run whose worker was killed from its trial's stored curve, and ends it

@@ -10,7 +10,7 @@ copy of each trial's run for the rest of a team's tools:
   with what it is and the trial (and run) it continues; it also carries the epochs it inherited,
   so each run's curve is its trial's whole stored curve. When it continues a run that never
   ended (its worker was killed), it fills in that run's missing epochs from the storage and
-  ends it as killed.
+  ends it as killed; when the killed worker never got to open its run, the retry opens it.
 
 A tracker never costs a trial or stalls a worker: the training thread only puts events on a
 queue; one thread per worker sends them, each call bounded in time (MLflow's HTTP timeout and
