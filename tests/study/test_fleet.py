@@ -175,7 +175,7 @@ def test_a_trial_stalled_in_forward_is_failed_and_resumes_in_a_new_worker(
     reason = stalled[0].user_attrs[record.STOP_REASON]
     assert reason.startswith("stalled: no optimizer step for") and "(stall_timeout 3 s)" in reason
     idle = float(reason.removeprefix("stalled: no optimizer step for ").split(" s ")[0])
-    assert 3 < idle <= 8, reason  # failed within stall_timeout plus a few seconds
+    assert 3 <= idle <= 8, reason  # failed within stall_timeout plus a few seconds
     # the worker's own watch or its pool, whichever looks first, fails the trial and stops it
     assert "this worker is stuck" in out.stderr or "stalled; the worker is stopped" in out.stderr
     assert "a new worker starts on its slot" in out.stderr, out.stderr
