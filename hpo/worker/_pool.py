@@ -37,6 +37,7 @@ from hpo.storage._stall import requeue_stalled, stall_reason
 from hpo.worker._entry import worker_main
 from hpo.worker._plan import WorkerPlan
 from hpo.worker._signals import EXIT_OUT_OF_MEMORY, StopFlag
+from hpo.worker._watch import STUCK_GRACE_S
 from hpo.worker._worker import default_threads
 
 
@@ -204,8 +205,6 @@ def run_pool(
 # wait 1, 2, 4, ... s; a worker that dies later is replaced at once.
 QUICK_DEATH_S = 60.0
 RESTART_LIMIT = 3
-# A worker whose trial stalled gets this long after SIGTERM before SIGKILL.
-STUCK_GRACE_S = 5.0
 
 
 @dataclass
